@@ -1,0 +1,3 @@
+"""em-repro: reproduction package for the Emergent Misalignment trait-vector findings."""
+
+__version__ = "0.1.0"
