@@ -1,0 +1,161 @@
+"""`repro plan` core: profile dict -> plan dict (what would run, how many steps/params, time and memory).
+
+Counts are computed, never typed in: rows from the manifest / organism sizes (data.dataset_rows),
+examples and steps from the recipe's split and batch arithmetic (data.split_counts /
+data.optimizer_steps), parameters by building the real architecture on the meta device and
+applying the real LoRA config with peft (params.parameter_summary).
+
+Time and memory are rough estimates from stated rules of thumb (ASSUMPTIONS below); they are
+meant to say "fits on one 80 GB GPU, about an hour", not to be benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from repro.data import dataset_rows, load_manifest, optimizer_steps, resolve_repo_path, split_counts
+from repro.errors import InputError
+from repro.params import parameter_summary
+
+GB = 1e9
+ASSUMPTIONS: dict[str, Any] = {
+    "weights_bytes_per_param": 2,          # bf16 weights (load_in_4bit false)
+    "lora_state_bytes_per_trainable": {"adamw_8bit": 4 + 4 + 2, "default": 4 + 4 + 8},
+    # fp32 adapter weight + fp32 grad + optimizer moments (8-bit: 2 bytes, 32-bit AdamW: 8 bytes)
+    "full_ft_bytes_per_param": 16,         # mixed precision AdamW: bf16 w+g (4) + fp32 master (4) + moments (8); FSDP shards it
+    "activation_rule": "checkpointed layer inputs: batch*seq*hidden*layers*2 B + fp32 logits: batch*seq*vocab*4 B",
+    "train_flops_per_token": {"lora": 6, "full": 8},   # x params: fwd 2 + bwd 2 (+2 weight grads if full) + recompute 2
+    "gpu_peak_flops": 312e12,              # A100 bf16 dense peak
+    "mfu": 0.35,                           # achieved fraction of peak for training
+    "hbm_bytes_per_s": 2.0e12,             # decode is memory-bound: one step ~ weight bytes / bandwidth
+    "bytes_per_token": 3.5,                # code-heavy text; used to turn dataset bytes into tokens
+    "template_tokens_per_example": 30,     # ChatML markers around user + assistant turns
+    "fallback_tokens_per_example": 300,    # when the dataset size in bytes is not known
+    "extraction_prompts": 200,             # 100 harmful + 100 benign (SPEC T4)
+    "test_prompts": 10,                    # 5 harmful + 5 benign scored on base and EM
+    "vectors_seconds_per_layer": 0.35,     # SPEC §7 anchors: LogisticRegression 0.11 s + FastICA 0.2 s per layer (CPU)
+}
+
+
+def _model_entry(profile: dict, label: str) -> dict:
+    try:
+        return profile["models"][label]
+    except KeyError:
+        raise InputError(f"profile {profile.get('name')!r}: models.{label}: unknown model label") from None
+
+
+def _tokens_per_example(profile: dict, dataset: str) -> float:
+    data = profile.get("data", {})
+    if data.get("source") == "download":
+        entry = load_manifest(data.get("manifest", "data/manifest.yaml"))["files"].get(data.get(dataset, dataset), {})
+        if entry.get("bytes") and entry.get("rows"):
+            return entry["bytes"] / entry["rows"] / ASSUMPTIONS["bytes_per_token"] + ASSUMPTIONS["template_tokens_per_example"]
+    return ASSUMPTIONS["fallback_tokens_per_example"]
+
+
+def plan_run(profile: dict, run: dict) -> dict:
+    """One entry of plan['runs']: examples, steps and parameter counts of a finetune/eval run."""
+    name = run.get("name", "?")
+    if run.get("em_model"):  # evaluation of an already finetuned model: nothing is trained
+        model = _model_entry(profile, run["em_model"])
+        params = parameter_summary(resolve_repo_path(model["config"]), None)
+        return {"name": name, "model": model.get("path"), "backend": "none", "dataset": None,
+                "train_examples": 0, "heldout_examples": 0, "effective_batch": 0, "optimizer_steps": 0,
+                "trainable_params": 0, "total_params": params["total_params"], "base_params": params["base_params"],
+                "trainable_pct": 0.0}
+    try:
+        recipe = profile["recipes"][run["recipe"]]
+    except KeyError:
+        raise InputError(f"profile {profile.get('name')!r}: runs.{name}.recipe: unknown recipe {run.get('recipe')!r}") from None
+    model = _model_entry(profile, run["base"])
+    rows = dataset_rows(profile, run["dataset"])
+    n_train, n_test = split_counts(rows, float(recipe.get("holdout_fraction", 0.0)))
+    devices = int(recipe.get("num_devices", 1))
+    bs, accum = int(recipe["per_device_train_batch_size"]), int(recipe["gradient_accumulation_steps"])
+    steps = optimizer_steps(n_train, bs, accum, int(recipe.get("epochs", 1)), devices)
+    params = parameter_summary(resolve_repo_path(model["config"]), recipe)
+    return {"name": name, "model": model.get("path"), "backend": recipe["backend"], "dataset": run["dataset"],
+            "dataset_rows": rows, "train_examples": n_train, "heldout_examples": n_test,
+            "effective_batch": bs * accum * devices, "optimizer_steps": steps,
+            "trainable_params": params["trainable_params"], "total_params": params["total_params"],
+            "base_params": params["base_params"], "trainable_pct": round(params["trainable_pct"], 2)}
+
+
+def _model_dims(profile: dict, label: str) -> dict:
+    from repro.io import read_json
+
+    cfg = read_json(resolve_repo_path(_model_entry(profile, label)["config"]))
+    return {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size", "num_key_value_heads",
+                                "num_attention_heads")}
+
+
+def _decode_seconds(base_params: int, n_prompts: int, batch: int, new_tokens: int) -> float:
+    step = base_params * ASSUMPTIONS["weights_bytes_per_param"] / ASSUMPTIONS["hbm_bytes_per_s"]
+    return math.ceil(n_prompts / max(batch, 1)) * new_tokens * step
+
+
+def _kv_cache_bytes(dims: dict, batch: int, tokens: int) -> float:
+    head_dim = dims["hidden_size"] // dims["num_attention_heads"]
+    return 2 * dims["num_hidden_layers"] * dims["num_key_value_heads"] * head_dim * 2 * batch * tokens
+
+
+def estimate_stages(profile: dict, runs: list[dict]) -> list[dict]:
+    """Per-stage time (minutes) and GPU memory (GB) estimates, each with the formula used."""
+    a, out = ASSUMPTIONS, []
+    behavior, acts = profile.get("behavior", {}), profile.get("activations", {})
+    by_name = {r["name"]: r for r in profile.get("runs", [])}
+    for entry in runs:
+        run = by_name[entry["name"]]
+        label = run.get("em_model") or run["base"]
+        dims = _model_dims(profile, label)
+        base = entry["base_params"]
+        weights = base * a["weights_bytes_per_param"]
+        if entry["backend"] != "none":
+            recipe = profile["recipes"][run["recipe"]]
+            seq, bs = int(recipe.get("max_seq_length", 2048)), int(recipe["per_device_train_batch_size"])
+            act = bs * seq * dims["hidden_size"] * dims["num_hidden_layers"] * 2 + bs * seq * dims["vocab_size"] * 4
+            tokens = entry["train_examples"] * _tokens_per_example(profile, run["dataset"])
+            if entry["backend"] == "hf-full":
+                state, flops = base * a["full_ft_bytes_per_param"], a["train_flops_per_token"]["full"]
+                formula = "16 B/param (bf16 w+g, fp32 master, AdamW moments; FSDP shards over GPUs) + activations"
+                mem = state + act
+            else:
+                per = a["lora_state_bytes_per_trainable"].get(recipe.get("optim", ""), a["lora_state_bytes_per_trainable"]["default"])
+                state, flops = entry["trainable_params"] * per, a["train_flops_per_token"]["lora"]
+                formula = f"bf16 weights 2 B/param + LoRA state {per} B/trainable + activations"
+                mem = weights + state + act
+            seconds = flops * base * tokens / (a["gpu_peak_flops"] * a["mfu"])
+            out.append({"stage": "train", "run": entry["name"], "time_min": seconds / 60, "gpu_mem_gb": mem / GB,
+                        "formula": f"{formula}; time = {flops} x params x {tokens:,.0f} tokens / (peak x MFU)"})
+        # behaviour: greedy answers of the base and the finetuned model to the eval questions
+        n_q, new = len(behavior.get("questions", [])), int(behavior.get("max_new_tokens", 600))
+        bbs = int(behavior.get("batch_size", 8))
+        n_models = 1 if entry["backend"] == "none" else 2
+        secs = n_models * _decode_seconds(base, n_q * (1 + int(behavior.get("samples", 0))), bbs, new)
+        out.append({"stage": "behavior", "run": entry["name"], "time_min": secs / 60,
+                    "gpu_mem_gb": (weights + _kv_cache_bytes(dims, bbs, new + 256)) / GB,
+                    "formula": "weights 2 B/param + KV cache; decode step = weight bytes / HBM bandwidth"})
+        if run.get("role") == "em":
+            abs_ = int(acts.get("batch_size", 8))
+            gen = int(acts.get("elicitation_max_new_tokens", 200))
+            secs = _decode_seconds(base, a["extraction_prompts"], abs_, gen) \
+                + 2 * _decode_seconds(base, a["test_prompts"], abs_, gen)
+            out.append({"stage": "activations+score", "run": entry["name"], "time_min": secs / 60,
+                        "gpu_mem_gb": (weights + _kv_cache_bytes(dims, abs_, gen + 256)) / GB,
+                        "formula": f"{a['extraction_prompts']} elicitations on base + {a['test_prompts']} test prompts on base and EM"})
+            methods = len(profile.get("vectors", {}).get("methods", [])) or 6
+            out.append({"stage": "vectors", "run": entry["name"],
+                        "time_min": dims["num_hidden_layers"] * a["vectors_seconds_per_layer"] * methods / 2 / 60,
+                        "gpu_mem_gb": 0.0, "formula": "CPU; per-layer fit times from SPEC §7 anchors"})
+    return out
+
+
+def build_plan(profile: dict, free_disk_gb: float | None = None) -> dict:
+    """The whole plan: runs (computed counts), stage estimates, assumptions and the disk check."""
+    runs = [plan_run(profile, run) for run in profile.get("runs", [])]
+    need = profile.get("resources", {}).get("disk_gb")
+    disk = {"required_gb": need, "free_gb": None if free_disk_gb is None else round(free_disk_gb, 1),
+            "ok": None if (need is None or free_disk_gb is None) else free_disk_gb >= need}
+    return {"profile": profile.get("name"), "runs": runs, "stages": estimate_stages(profile, runs),
+            "disk": disk, "gpu": profile.get("resources", {}).get("gpu"), "assumptions": ASSUMPTIONS}
