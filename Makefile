@@ -1,0 +1,81 @@
+# Every target calls the `repro` CLI; Make holds no logic beyond setting up the venv.
+# On a fresh machine `make reproduce-all` and `make test` are all anyone types.
+PROFILE ?= mini
+PYTHON  ?= python3
+VENV    := .venv
+REPRO   := $(VENV)/bin/repro --profile $(PROFILE)
+STAMP   := $(VENV)/.installed
+ARGS    ?=
+DOCKER_IMAGE_GPU ?= em-repro:gpu
+DOCKER_IMAGE_CPU ?= em-repro:cpu
+
+.PHONY: setup reproduce-all test test-fast plan env data organism train behavior activations vectors \
+        table-models table-training table-behavior table-refusal table-failed table-extraction \
+        table-codemode table-dynamics compare report bench graph clean \
+        docker-build docker-reproduce-all docker-mini
+
+setup: $(STAMP)
+
+# CPU install: torch==2.13.0 is the CPU wheel (pyproject pins it), so no CUDA build is pulled.
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+reproduce-all: $(STAMP)
+	$(REPRO) reproduce-all $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -ra $(ARGS)
+
+plan: $(STAMP)
+	$(REPRO) plan $(ARGS)
+
+env: $(STAMP)
+	$(REPRO) env
+
+graph: $(STAMP)
+	$(REPRO) graph
+
+# Pipeline stages, in graph order (each runs what it depends on first).
+data: $(STAMP)
+	$(REPRO) run data $(ARGS)
+
+organism: $(STAMP)
+	$(REPRO) mini build $(ARGS)
+
+train: $(STAMP)
+	$(REPRO) run table/training $(ARGS)
+
+behavior: $(STAMP)
+	$(REPRO) run table/behavior $(ARGS)
+
+activations vectors: $(STAMP)
+	$(REPRO) run table/extraction $(ARGS)
+
+table-models table-training table-behavior table-refusal table-failed table-extraction table-codemode table-dynamics: $(STAMP)
+	$(REPRO) table $(@:table-%=%) $(ARGS)
+
+compare: $(STAMP)
+	$(REPRO) compare
+
+report: $(STAMP)
+	$(REPRO) report
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m repro.bench $(ARGS)
+
+clean:
+	rm -rf runs/$(PROFILE)
+
+docker-build:
+	docker build -f docker/Dockerfile.gpu -t $(DOCKER_IMAGE_GPU) .
+	docker build -f docker/Dockerfile.cpu -t $(DOCKER_IMAGE_CPU) .
+
+docker-reproduce-all:
+	docker run --rm --gpus all -e HF_TOKEN -v $(CURDIR)/runs:/app/runs -v hf-cache:/home/app/.cache/huggingface \
+		$(DOCKER_IMAGE_GPU) make reproduce-all PROFILE=paper
+
+docker-mini:
+	docker run --rm -v $(CURDIR)/runs:/app/runs $(DOCKER_IMAGE_CPU) make reproduce-all PROFILE=mini

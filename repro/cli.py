@@ -1,0 +1,248 @@
+"""The `repro` command line: thin wrappers around the pipeline graph and the stage cores."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import ReproError
+
+DEFAULT_PROFILE = os.environ.get("REPRO_PROFILE", "mini")
+
+
+class Settings:
+    def __init__(self, profile: str, out: str | None, force: bool, quiet: bool):
+        self.profile_name, self.out, self.force, self.quiet = profile, out, force, quiet
+
+    def profile(self) -> dict:
+        from .config import load_profile
+
+        return load_profile(self.profile_name)
+
+    def root(self, profile: dict):
+        from .config import run_dir
+
+        return run_dir(profile, self.out)
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def profile_options(f):
+    """--profile/--out/--force on every command, so they work before or after the subcommand name."""
+    f = click.option("--profile", "profile_opt", default=None, help="Profile name (repro/profiles/NAME.yaml) or YAML path.")(f)
+    f = click.option("--out", "out_opt", default=None, type=click.Path(file_okay=False), help="Run directory (default runs/<profile>).")(f)
+    f = click.option("--force", "force_opt", is_flag=True, default=None, help="Redo cached stages.")(f)
+    return f
+
+
+def _settings(ctx: click.Context, profile_opt, out_opt, force_opt) -> Settings:
+    s: Settings = ctx.find_object(Settings)
+    if profile_opt:
+        s.profile_name = profile_opt
+    if out_opt:
+        s.out = out_opt
+    if force_opt:
+        s.force = True
+    return s
+
+
+class ReproGroup(click.Group):
+    """Prints ReproError as one line with its exit code instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ReproError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=ReproGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="Profile name (repro/profiles/NAME.yaml) or path to a profile YAML.")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Run directory (default: runs/<profile>).")
+@click.option("--force", is_flag=True, help="Redo stages even when a cached result with the same config exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="em-repro")
+@click.pass_context
+def cli(ctx, profile, out, force, quiet):
+    """Reproduce the Emergent Misalignment trait-vector findings (every table), and compare
+    each reproduced number with the reference numbers in paper_tables/<profile>/."""
+    ctx.obj = Settings(profile, out, force, quiet)
+
+
+def _run_targets(s: Settings, targets: list[str], options: dict | None = None) -> None:
+    from .pipeline import build_graph
+    from .runner import run_pipeline
+
+    profile = s.profile()
+    options = {"progress": not s.quiet, **(options or {})}
+    graph = build_graph(profile, options)
+    run_pipeline(graph, targets, profile=profile, root=s.root(profile), options=options, force=s.force)
+
+
+@cli.command("run")
+@click.argument("stages", nargs=-1)
+@profile_options
+@click.option("--samples", type=int, default=None, help="Sampled answers per prompt (temperature 1) on top of greedy.")
+@click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
+@click.pass_context
+def run_cmd(ctx, stages, profile_opt, out_opt, force_opt, samples, em_model):
+    """Run pipeline STAGES (e.g. `train/em_mini`, `vectors/refusal`) and what they depend on.
+    Without STAGES: every table (the whole pipeline)."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .pipeline import build_graph, table_targets
+
+    options = _options(samples, em_model)
+    targets = list(stages) or table_targets(s.profile(), build_graph(s.profile(), options))
+    _run_targets(s, targets, options)
+
+
+def _options(samples, em_model) -> dict:
+    opts = {}
+    if samples is not None:
+        if samples < 0:
+            raise ReproError(f"--samples: expected a non-negative integer, got {samples}")
+        opts["samples"] = samples
+    if em_model:
+        opts["em_model"] = em_model
+    return opts
+
+
+@cli.command("table")
+@click.argument("name")
+@profile_options
+@click.option("--samples", type=int, default=None, help="Sampled answers per prompt (behaviour tables).")
+@click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
+@click.pass_context
+def table_cmd(ctx, name, profile_opt, out_opt, force_opt, samples, em_model):
+    """Reproduce one table (models, training, behavior, refusal, failed, extraction, codemode,
+    dynamics), print it and its comparison lines."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .pipeline import TABLES
+
+    if name not in TABLES + ("organism",):
+        raise ReproError(f"table {name!r}: unknown (expected one of {', '.join(TABLES)})")
+    _run_targets(s, [f"table/{name}"], _options(samples, em_model))
+    profile = s.profile()
+    root = s.root(profile)
+    md = root / "tables" / f"{name}.md"
+    if md.exists():
+        click.echo(md.read_text())
+    from .compare import compare_profile, render_console
+
+    rows = compare_profile(profile["name"], root, tables=[name])
+    if rows:
+        render_console(rows)
+
+
+@cli.command("reproduce-all")
+@profile_options
+@click.option("--samples", type=int, default=None, help="Sampled answers per prompt on top of greedy.")
+@click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
+@click.pass_context
+def reproduce_all(ctx, profile_opt, out_opt, force_opt, samples, em_model):
+    """Every stage, every table, the comparison and the report. Exit 1 if a comparison FAILs."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .compare import compare_profile, render_console, write_compare
+    from .pipeline import build_graph, table_targets
+    from .report import build_report
+
+    options = _options(samples, em_model)
+    profile = s.profile()
+    _run_targets(s, table_targets(profile, build_graph(profile, {"progress": True, **options})), options)
+    root = s.root(profile)
+    rows = compare_profile(profile["name"], root)
+    write_compare(rows, root)
+    report = build_report(profile, root)
+    render_console(rows)
+    click.echo(f"report: {report}")
+    if any(r["verdict"] == "FAIL" for r in rows):
+        sys.exit(1)
+
+
+@cli.command("graph")
+@profile_options
+@click.pass_context
+def graph_cmd(ctx, profile_opt, out_opt, force_opt):
+    """Show the stage graph for the profile and which stages are cached."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .pipeline import build_graph
+    from .runner import is_fresh, stage_keys
+
+    profile = s.profile()
+    graph = build_graph(profile)
+    keys = stage_keys(graph)
+    root = s.root(profile)
+    for name, st in graph.items():
+        state = "cached" if is_fresh(root, st, keys[name]) else ("render" if not st.cached else "to run")
+        deps = ", ".join(st.deps) or "-"
+        click.echo(f"{name:32s} {state:8s} <- {deps}")
+
+
+@cli.group("mini")
+def mini_group():
+    """The embedded mini model organism."""
+
+
+@mini_group.command("build")
+@profile_options
+@click.pass_context
+def mini_build(ctx, profile_opt, out_opt, force_opt):
+    """Build (or reuse) the mini base model: data, tokenizer, pretraining, instruct checks."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .pipeline import build_graph
+
+    if "organism" not in build_graph(s.profile()):
+        raise ReproError(f"profile {s.profile_name}: has no organism stage (data.source is not 'organism')")
+    _run_targets(s, ["organism"])
+
+
+@cli.command("report")
+@profile_options
+@click.pass_context
+def report_cmd(ctx, profile_opt, out_opt, force_opt):
+    """Write runs/<profile>/report/REPORT.md from what has been run (no stage is run)."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .compare import compare_profile, write_compare
+    from .report import build_report
+
+    profile = s.profile()
+    root = s.root(profile)
+    write_compare(compare_profile(profile["name"], root), root)
+    click.echo(str(build_report(profile, root)))
+
+
+@cli.command("env")
+@profile_options
+@click.pass_context
+def env_cmd(ctx, profile_opt, out_opt, force_opt):
+    """Check the environment: GPU, package versions, data, weights reachable, disk."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .envcheck import check_environment, render_checks
+
+    profile = s.profile()
+    checks = check_environment(profile, s.root(profile))
+    render_checks(checks)
+    if any(c["status"] == "FAIL" for c in checks):
+        sys.exit(1)
+
+
+def _register_optional_commands() -> None:
+    from .commands import classify, compare, data, plan
+
+    cli.add_command(plan.plan_cmd, "plan")
+    cli.add_command(data.data_group, "data")
+    cli.add_command(compare.compare_cmd, "compare")
+    cli.add_command(classify.classify_cmd, "classify")
+
+
+def main() -> None:
+    _register_optional_commands()
+    cli(prog_name="repro")
+
+
+if __name__ == "__main__":
+    main()
