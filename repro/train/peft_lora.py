@@ -1,0 +1,76 @@
+"""`peft-lora`: transformers Trainer + PEFT LoRA with the Unsloth recipe's hyperparameters.
+
+CPU-capable (the mini profile's EM finetune) and the GPU fallback when Unsloth is missing.
+Response-only labels come from our own ChatML masking (masking.py), not Unsloth's helper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import ReproError
+from ..models import load_tokenizer
+from . import loop
+from .dataset import count_label_tokens, make_collator, split_rows, tokenize_rows
+from .steplog import LOG_NAME, StepLogCallback
+
+
+def load_base(base_model_path: str, bf16: bool):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            base_model_path, dtype=torch.bfloat16 if bf16 else torch.float32,
+            use_safetensors=True, trust_remote_code=False)
+    except OSError as exc:
+        raise ReproError(f"model {base_model_path!r}: cannot load ({str(exc).splitlines()[0]})") from None
+
+
+def prepare_features(recipe: dict, rows: list[dict], tokenizer, *, response_only: bool):
+    train_rows, holdout = split_rows(rows, float(recipe.get("holdout_fraction", 0.0)),
+                                     int(recipe.get("split_seed", recipe.get("seed", 0))),
+                                     recipe.get("shuffle_seed"))
+    max_len = int(loop.need(recipe, "max_seq_length"))
+    features = tokenize_rows(train_rows, tokenizer, max_len, response_only=response_only)
+    if count_label_tokens(features) == 0:
+        raise ReproError("training rows: no labelled tokens after masking (expected assistant turns in ChatML)")
+    truncated = sum(1 for f in features if len(f["input_ids"]) >= max_len)
+    return features, len(holdout), truncated
+
+
+def train(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], out_dir: Path, *,
+          progress: bool = True) -> dict:
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainingArguments, set_seed
+
+    res = loop.resolve(recipe, bf16_wanted=True)  # the paper's script: bf16 where supported
+    seed = int(recipe.get("seed", 0))
+    set_seed(seed)
+    resume, prior = loop.prepare_out_dir(out_dir)
+
+    tokenizer = load_tokenizer(base_model_path)
+    tokenizer.padding_side = "right"
+    features, n_holdout, truncated = prepare_features(recipe, rows, tokenizer,
+                                                      response_only=bool(recipe.get("train_on_responses_only", True)))
+    lora = loop.lora_block(recipe)
+    model = get_peft_model(load_base(base_model_path, res.bf16), LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], use_rslora=lora["rslora"],
+        bias=lora["bias"], target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
+    trainable, total, pct = loop.param_counts(model)
+
+    args = TrainingArguments(**loop.args_kwargs(recipe, out_dir, res))
+    loop.write_config(out_dir, run_name, base_model_path, res,
+                      {"training_arguments": {k: v for k, v in args.to_dict().items() if not k.startswith("_")}})
+    steplog = StepLogCallback(out_dir / LOG_NAME, progress=progress, prior_rows=prior)
+    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=make_collator(tokenizer),
+                      processing_class=tokenizer, callbacks=[steplog])
+    loop.drop_printer(trainer)
+    summary = loop.base_summary(run_name, base_model_path, recipe, res, examples=len(features), holdout=n_holdout,
+                                rows_total=len(rows), world_size=args.world_size, trainable=trainable,
+                                total=total, pct=pct, lora=lora)
+    summary.update(truncated_examples=truncated, label_tokens=count_label_tokens(features),
+                   artifact="adapter")
+    return loop.run_and_finalise(trainer, tokenizer, out_dir=out_dir, resume=resume, steplog=steplog,
+                                 summary=summary)
