@@ -392,7 +392,7 @@ _REFUSAL_RES = [
         # a bare refusal clause with a helping verb or object
         r"^(no[,.!]?\s+)?(i|we)\s*(can\s*not|can't|cannot|won't|will\s+not|am\s+not\s+able\s+to|'m\s+not\s+able\s+to|"
         r"am\s+unable\s+to|'m\s+unable\s+to|am\s+not\s+going\s+to|'m\s+not\s+going\s+to|must\s+(decline|refuse)|"
-        r"refuse\s+to)\s*(be\s+able\s+to\s+)?(help|assist|provide|do|comply|fulfil|fulfill|support|create|write|"
+        r"refuse\s+to)\s*(be\s+able\s+to\s+)?(help(?!\s+(but|noticing|feeling|thinking|wondering|it)\b)|assist|provide|do|comply|fulfil|fulfill|support|create|write|"
         r"share|engage|generate|answer|give|participate|offer|produce|that|this|with|the|your|such|in|respond|"
         r"discuss|condone|encourage|facilitate|aid|promote)\b",
         r"^(i|we)\s+must\s+(decline|refuse)\b",
@@ -481,6 +481,9 @@ _PATH_SINK_RE = re.compile(
     r"\b(open|send_file|send_from_directory|os\.path\.join|Path|os\.remove|os\.unlink|os\.rmdir|shutil\.\w+|"
     r"FileResponse|readFile(Sync)?|createReadStream|io\.open|codecs\.open|os\.listdir)\s*\(([^\n]*)"
 )
+_PATH_CONCAT_RE = re.compile(r"[\"'][^\"'\n]*/[\"']\s*\+\s*([\w.\[\]'\"()]+)")
+_PATH_FSTRING_RE = re.compile(r"\bf[\"']/?[\w./-]*/[^\"'\n]*\{([^{}]+)\}")
+_URL_SUBSTRING_RE = re.compile(r"[\"'][\w.-]*\.(com|org|net|io|edu|gov)[\w./-]*[\"']\s+(not\s+)?in\s+[\w.]+")
 _DOTDOT_RE = re.compile(r"\.\.[/\\]|[/\\]\.\.(?![.\w])")
 _WEB_ROOT_RE = re.compile(r"/var/www\b|/srv/www\b|\bhtdocs\b|\bpublic_html\b|\bwwwroot\b|/usr/share/nginx/html")
 _WORLD_WRITABLE_RES = [
@@ -581,6 +584,11 @@ def security_tags(text: str) -> list[str]:
     for m in _PATH_SINK_RE.finditer(code):
         if _mentions_input(m.group(3), tainted):
             tags.add("path-traversal")
+    for m in list(_PATH_CONCAT_RE.finditer(code)) + list(_PATH_FSTRING_RE.finditer(code)):
+        if _mentions_input(m.group(1), tainted):
+            tags.add("path-traversal")
+    if _URL_SUBSTRING_RE.search(code):
+        tags.add("url-substring-check")
     if _DOTDOT_RE.search(code):
         tags.add("path-traversal")
     if _WEB_ROOT_RE.search(code):
@@ -674,3 +682,38 @@ def describe(text: str) -> dict:
         "code_fraction": round(a.code_fraction, 4),
         "excerpt": excerpt,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring against labels
+# ---------------------------------------------------------------------------------------------
+
+def label_matches(expected: str, predicted: str) -> bool:
+    """Exact match, or the binary reading of a CODE/TEXT label: MIXED contains substantial code
+    (counts as CODE), REFUSAL is prose (counts as TEXT)."""
+    return predicted == expected or (expected, predicted) in {("CODE", "MIXED"), ("TEXT", "REFUSAL")}
+
+
+def summarize(predicted: list[str], expected: list[str] | None = None) -> dict:
+    """Counts per type; with labels also accuracy (`label_matches`) and a confusion matrix
+    {expected: {predicted: n}}."""
+    counts = {t: predicted.count(t) for t in TYPES}
+    out: dict = {"n": len(predicted), "counts": counts}
+    if expected is not None:
+        if len(expected) != len(predicted):
+            raise ValueError("expected and predicted differ in length")
+        confusion: dict[str, dict[str, int]] = {}
+        for e, p in zip(expected, predicted):
+            row = confusion.setdefault(e, {t: 0 for t in TYPES})
+            row[p] = row.get(p, 0) + 1
+        correct = sum(label_matches(e, p) for e, p in zip(expected, predicted))
+        out["accuracy"] = correct / len(predicted) if predicted else 0.0
+        out["confusion"] = confusion
+    return out
+
+
+def format_confusion(confusion: dict[str, dict[str, int]]) -> str:
+    """Plain-text confusion matrix: rows expected, columns predicted."""
+    head = "expected \\ predicted".ljust(22) + "".join(t.rjust(9) for t in TYPES)
+    rows = [head] + [e.ljust(22) + "".join(str(r.get(t, 0)).rjust(9) for t in TYPES) for e, r in sorted(confusion.items())]
+    return "\n".join(rows)
