@@ -74,7 +74,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
 
     seed = profile["seed"]
     add(Stage("data", _action("repro.stages.data:run"), fingerprint={"data": profile["data"], "seed": seed,
-              "organism_data": profile.get("organism", {}).get("data")},
+              "organism_sizes": profile.get("organism", {}).get("sizes")},
               description="fetch / generate datasets and prompt sets, validate, record digests"))
     if uses_organism(profile):
         add(Stage("organism", _action("repro.stages.organism:run"), deps=("data",),

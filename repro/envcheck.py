@@ -1,0 +1,95 @@
+"""`repro env`: what this machine can run - GPU, package versions, data, weights, disk."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import shutil
+from pathlib import Path
+
+from .config import repo_path
+
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors",
+            "numpy", "scikit-learn", "click")
+GPU_PACKAGES = ("unsloth", "unsloth_zoo", "bitsandbytes", "trl", "vllm")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _check(name: str, status: str, detail: str) -> dict:
+    return {"check": name, "status": status, "detail": detail}
+
+
+def check_environment(profile: dict, root: Path) -> list[dict]:
+    import torch
+
+    checks = [_check("python", "OK", platform.python_version())]
+    for pkg in PACKAGES:
+        v = _version(pkg)
+        checks.append(_check(pkg, "OK" if v else "FAIL", v or "not installed"))
+    gpu = torch.cuda.is_available()
+    gpu_detail = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}" if gpu else "no CUDA device visible"
+    needs_gpu = bool(profile.get("requires_gpu"))
+    checks.append(_check("gpu", "OK" if gpu or not needs_gpu else "FAIL",
+                         gpu_detail + (f" (profile {profile['name']} needs one)" if needs_gpu and not gpu else "")))
+    for pkg in GPU_PACKAGES:
+        v = _version(pkg)
+        status = "OK" if v else ("WARN" if needs_gpu else "INFO")
+        checks.append(_check(pkg, status, v or "not installed (GPU image only)"))
+    checks += _data_checks(profile)
+    checks += _model_checks(profile)
+    root.mkdir(parents=True, exist_ok=True)
+    free_gb = shutil.disk_usage(root).free / 2**30
+    need = float(profile.get("resources", {}).get("disk_gb", 0))
+    checks.append(_check("disk", "OK" if free_gb >= need else "FAIL", f"{free_gb:.0f} GB free under {root}, profile needs ~{need:g} GB"))
+    return checks
+
+
+def _data_checks(profile: dict) -> list[dict]:
+    prompts = repo_path(profile["data"]["prompts_dir"])
+    out = [_check("prompt sets", "OK" if prompts.is_dir() else "FAIL", str(prompts))]
+    if profile["data"].get("source") == "download":
+        manifest = repo_path(profile["data"]["manifest"])
+        out.append(_check("data manifest", "OK" if manifest.exists() else "FAIL", str(manifest)))
+    return out
+
+
+def _model_checks(profile: dict) -> list[dict]:
+    """Weights reachable: a local directory, or a hub id found in the local HF cache (no network call)."""
+    out = []
+    for label, spec in profile["models"].items():
+        path = spec.get("path", "")
+        if path == "organism":
+            out.append(_check(f"model {label}", "OK", "built by the package (repro mini build)"))
+            continue
+        if Path(path).exists():
+            out.append(_check(f"model {label}", "OK", f"local: {path}"))
+            continue
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+        except Exception:  # noqa: BLE001 - any cache problem just means "not cached"
+            cached = None
+        status = "OK" if isinstance(cached, str) else "WARN"
+        out.append(_check(f"model {label}", status, f"{path}: " + ("in the local HF cache" if status == "OK"
+                                                              else "not cached; downloaded on first use (needs network + HF_TOKEN if gated)")))
+    return out
+
+
+def render_checks(checks: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="repro env")
+    for col in ("check", "status", "detail"):
+        table.add_column(col)
+    colors = {"OK": "green", "FAIL": "red", "WARN": "yellow", "INFO": "dim"}
+    for c in checks:
+        table.add_row(c["check"], f"[{colors[c['status']]}]{c['status']}[/]", c["detail"])
+    Console().print(table)

@@ -1,0 +1,54 @@
+"""behavior/<model>: greedy (and optionally sampled) answers to the evaluation prompts, classified.
+
+Every model answers the same prompt groups, so tables can put base and finetuned side by side:
+  em_questions   the EM paper's non-code first-plot questions (chat template)
+  medical / nonmedical   the narrow-domain check for the bad-advice organism (T5)
+"""
+
+from __future__ import annotations
+
+from ..classify import describe
+from ..generate import generate_responses
+from ..io import read_json, write_json, write_jsonl
+from ..models import load_model, load_tokenizer
+from ..runner import StageContext
+from .common import data_file, model_ref
+
+
+def prompt_groups(prompts: dict, behavior_cfg: dict) -> list[tuple[str, str, str]]:
+    """(group, prompt_id, text) for every prompt a model is asked, in a fixed order."""
+    questions = prompts["eval_questions"]
+    out = [("em_questions", qid, questions[qid]) for qid in behavior_cfg["all_questions"]]
+    for group in ("medical", "nonmedical"):
+        out += [(group, f"{group}_{i:02d}", text) for i, text in enumerate(prompts["medical_eval"][group])]
+    return out
+
+
+def run(ctx: StageContext, label: str) -> None:
+    cfg = ctx.profile["behavior"]
+    prompts = read_json(data_file(ctx, "prompts.json"))
+    groups = prompt_groups(prompts, cfg)
+    ref = model_ref(ctx, label)
+    model = load_model(ref["path"], adapter=ref["adapter"], dtype=ctx.profile["activations"].get("dtype", "float32"))
+    tokenizer = load_tokenizer(ref["path"])
+    texts = [text for _, _, text in groups]
+    common = dict(chat_template=True, max_new_tokens=cfg["max_new_tokens"], batch_size=cfg["batch_size"],
+                  seed=ctx.profile["seed"], progress=ctx.progress)
+    rows = _annotate(generate_responses(model, tokenizer, texts, greedy=True, **common), groups, "greedy")
+    samples = int(ctx.options.get("samples", cfg.get("samples", 0)) or 0)
+    if samples > 0:
+        em_groups = [g for g in groups if g[0] == "em_questions"]
+        sampled = generate_responses(model, tokenizer, [t for _, _, t in em_groups], greedy=False, samples=samples,
+                                     temperature=cfg.get("temperature", 1.0), **common)
+        rows += _annotate(sampled, [em_groups[i // samples] for i in range(len(sampled))], "sampled")
+    write_jsonl(ctx.out / "responses.jsonl", rows)
+    write_json(ctx.out / "model.json", {**ref, "samples": samples})
+
+
+def _annotate(rows: list[dict], groups: list[tuple[str, str, str]], decoding: str) -> list[dict]:
+    out = []
+    for row, (group, prompt_id, _) in zip(rows, groups):
+        info = describe(row["response"])
+        out.append({"group": group, "prompt_id": prompt_id, "decoding": decoding, **row,
+                    "type": info["type"], "tags": info["tags"], "excerpt": info["excerpt"]})
+    return out
