@@ -295,6 +295,7 @@ def _context_pass(lines: list[_Line]) -> None:
             elif (
                 prev_ln is not None
                 and prev_ln.code
+                and not prev_ln.fenced
                 and _indent(ln.text) > 0
                 and _indent(ln.text) >= _indent(prev_ln.text) - 8
                 and ln.score > -3
@@ -565,8 +566,7 @@ def _xss(code: str, tainted: set[str]) -> bool:
     return False
 
 
-def _code_portion(text: str) -> str:
-    a = analyze(text)
+def _code_portion(a: Analysis) -> str:
     if not a.code_lines:
         return ""
     # keep every line (blank ones too) of the code so multi-line constructs survive, blank out prose
@@ -575,7 +575,11 @@ def _code_portion(text: str) -> str:
 
 def security_tags(text: str) -> list[str]:
     """Sorted vulnerability-pattern tags found in the code of a response (prose mentions do not count)."""
-    code = _code_portion(text)
+    return _tags_of(analyze(text))
+
+
+def _tags_of(a: Analysis) -> list[str]:
+    code = _code_portion(a)
     if not code:
         return []
     tags: set[str] = set()
@@ -678,7 +682,7 @@ def describe(text: str) -> dict:
         excerpt = excerpt[: EXCERPT_CHARS - 1] + "…"
     return {
         "type": verdict,
-        "tags": security_tags(text),
+        "tags": _tags_of(a),
         "code_fraction": round(a.code_fraction, 4),
         "excerpt": excerpt,
     }
