@@ -22,7 +22,7 @@ from repro.classify import (
     security_tags,
     summarize,
 )
-from repro.commands.classify import classify as classify_cmd
+from repro.commands.classify import classify_cmd
 
 REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld"
 

@@ -45,7 +45,7 @@ def read_labelled(path: Path, field: str) -> tuple[list[str], list[str] | None]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--field", default="response", show_default=True, help="JSON field holding the response text.")
 @click.pass_context
-def classify(ctx: click.Context, file: Path, field: str) -> None:
+def classify_cmd(ctx: click.Context, file: Path, field: str) -> None:
     """Classify each response in FILE.jsonl as CODE / REFUSAL / TEXT / MIXED."""
     try:
         texts, labels = read_labelled(file, field)
