@@ -262,7 +262,7 @@ def _record(entry: dict, dest: Path, digest: str, basis: str, status: str) -> di
 
 
 def fetch_data(manifest: dict, data_dir: str | os.PathLike, keys: list[str] | None = None,
-               opener: Opener | None = None, force: bool = False) -> dict:
+               opener: Opener | None = None, force: bool = False, timeout: float = 60.0) -> dict:
     """Fetch manifest files into data_dir; record digests in data_dir/manifest.lock.json (trust on first use)."""
     data_dir = Path(data_dir)
     lock_path = data_dir / LOCK_NAME
@@ -272,7 +272,8 @@ def fetch_data(manifest: dict, data_dir: str | os.PathLike, keys: list[str] | No
     for key in keys or list(manifest["files"]):
         if key not in manifest["files"]:
             raise InputError(f"data/manifest.yaml: files.{key}: no such entry (have {', '.join(manifest['files'])})")
-        lock["files"][key] = fetch_file(key, manifest["files"][key], data_dir, lock, opener=opener, force=force)
+        lock["files"][key] = fetch_file(key, manifest["files"][key], data_dir, lock, opener=opener,
+                                       timeout=timeout, force=force)
         io.write_json(lock_path, lock)  # after each file, so a later failure keeps earlier records
     return lock
 

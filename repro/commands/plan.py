@@ -1,0 +1,76 @@
+"""`repro plan`: what would run, with computed counts and time/memory estimates; no GPU, network or weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+
+from repro.commands.data import fail, profile_and_root, profile_options
+from repro.errors import ReproError
+
+
+def free_disk_gb(path: Path) -> float:
+    """Free space of the filesystem that will hold `path` (its nearest existing ancestor)."""
+    p = Path(path).resolve()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free / 1e9
+
+
+def render_plan(plan: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    runs = Table(title=f"repro plan: profile {plan['profile']} (runs)")
+    for col in ("run", "model", "backend", "examples", "steps", "trainable", "total", "trainable %"):
+        runs.add_column(col, justify="right" if col in ("examples", "steps", "trainable", "total", "trainable %") else "left")
+    for r in plan["runs"]:
+        runs.add_row(r["name"], str(r["model"]), r["backend"], f"{r['train_examples']:,}", f"{r['optimizer_steps']:,}",
+                     f"{r['trainable_params']:,}", f"{r['total_params']:,}", f"{r['trainable_pct']:.2f}")
+    console.print(runs)
+    stages = Table(title="estimates per stage (rules of thumb, see formula)")
+    for col in ("stage", "run", "time", "GPU memory", "formula"):
+        stages.add_column(col, overflow="fold")
+    for s in plan["stages"]:
+        stages.add_row(s["stage"], s["run"], f"{s['time_min']:.1f} min", f"{s['gpu_mem_gb']:.1f} GB", s["formula"])
+    console.print(stages)
+    a = plan["assumptions"]
+    console.print(f"assumptions: GPU peak {a['gpu_peak_flops'] / 1e12:.0f} TFLOP/s x MFU {a['mfu']}, "
+                  f"HBM {a['hbm_bytes_per_s'] / 1e12:.1f} TB/s (decode memory-bound), {a['bytes_per_token']} bytes/token; "
+                  f"activations: {a['activation_rule']}")
+    if plan.get("gpu"):
+        console.print(f"GPU: {plan['gpu']}")
+    d = plan["disk"]
+    if d["required_gb"] is not None:
+        console.print(f"disk: need {d['required_gb']} GB, free {d['free_gb']} GB -> {'ok' if d['ok'] else 'NOT ENOUGH'}")
+
+
+@click.command("plan")
+@profile_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (runs with computed counts, estimates).")
+@click.option("--check-disk/--no-check-disk", default=None,
+              help="Fail when free disk under --out is below resources.disk_gb (default: on for the table, off for --json).")
+def plan_cmd(profile, out, as_json, check_disk):
+    """What the profile would run: examples, optimizer steps and parameter counts per run (computed
+    from the data manifest, the recipe and the model config on the meta device), and time / GPU
+    memory estimates per stage. Needs no GPU, network or weights."""
+    from repro.plan import build_plan
+
+    try:
+        prof, root = profile_and_root(profile, out)
+        plan = build_plan(prof, free_disk_gb=free_disk_gb(root))
+        if as_json:
+            click.echo(json.dumps(plan, indent=2))
+        else:
+            render_plan(plan)
+        enforce = (not as_json) if check_disk is None else check_disk
+        d = plan["disk"]
+        if enforce and d["ok"] is False:
+            raise ReproError(f"disk: {d['free_gb']} GB free under {root}, profile {plan['profile']} needs "
+                             f"resources.disk_gb = {d['required_gb']} GB")
+    except ReproError as exc:
+        fail(exc)
