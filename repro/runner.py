@@ -29,7 +29,7 @@ from .io import read_json, write_json
 class StageContext:
     profile: dict
     root: Path                    # runs/<profile>
-    out: Path                     # where this stage writes (temp dir for cached stages)
+    out: Path                     # where this stage writes (temp dir for cached stages; run root for render stages)
     options: dict = field(default_factory=dict)
 
     def dep(self, name: str) -> Path:
@@ -137,8 +137,8 @@ def run_stage(stage: Stage, ctx_args: dict, root: Path, key: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         out = tmp
-    else:
-        out = final
+    else:  # render stages write results/ and tables/ files (each atomically) under the run root
+        out = root
         out.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(root=root, out=out, **ctx_args)
     start = time.perf_counter()
