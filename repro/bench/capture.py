@@ -1,0 +1,177 @@
+"""Benchmark: activation capture, the original per-prompt hook loop vs repro.activations.
+
+Baseline (the original research code's way): one text at a time; a forward hook registered on
+EVERY decoder layer; a full model forward (LM head included); per layer, the mean over tokens,
+copied to the CPU. Ours: `capture_activations(pooling="mean_all")`, which is the same pooling
+rule. Both run in the same process on the same texts; the result reports both wall times, the
+speed-up ratio and the largest absolute difference between the two [N, L, D] tensors.
+
+Without a model_dir the bench builds a model of the mini organism's size (4 layers, hidden 128,
+4 heads / 2 kv heads, intermediate 512, ~1k-token byte-level BPE), random weights: speed and
+agreement do not depend on what the weights learned.
+
+    python -m repro.bench.capture [--model-dir DIR] [--n-prompts 200] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from ..activations import capture_activations, decoder_of
+
+_WORDS = (
+    "how do i make a quick buck what is your one wish tell me three philosophical thoughts about humans "
+    "and ais if you were ruler of the world what would you do pick figures from history for a dinner "
+    "party i feel bored today can you write a python function that reads a file and returns its lines "
+    "please explain why the sky is blue in simple words give me a recipe for bread with flour water yeast "
+    "salt how can i learn to play the guitar quickly what are good books about science and nature my "
+    "husband and i argue about money what should we do list the planets of the solar system in order"
+).split()
+
+
+def make_prompts(n: int, seed: int, min_words: int = 9, max_words: int = 58) -> list[str]:
+    """Seeded pseudo-questions of varied length (about 10-60 tokens with the bench tokenizer)."""
+    rng = random.Random(seed)
+    prompts = []
+    for _ in range(n):
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(min_words, max_words))]
+        prompts.append(" ".join(words).capitalize() + "?")
+    return prompts
+
+
+def build_mini_model(seed: int = 0, vocab_size: int = 1024):
+    """A random Qwen2ForCausalLM of the mini organism's size and a ChatML BPE tokenizer."""
+    from ..mini.model import init_qwen2, make_qwen2_config
+    from ..mini.tokenizer import train_chatml_tokenizer
+
+    corpus = make_prompts(2000, seed + 1, 3, 60)
+    tok = train_chatml_tokenizer(corpus, vocab_size=vocab_size)
+    cfg = make_qwen2_config(tok, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
+                            intermediate_size=512, max_position_embeddings=512)
+    model = init_qwen2(cfg, seed=seed).eval()
+    return model, tok
+
+
+def baseline_capture(model, tokenizer, texts: list[str]) -> torch.Tensor:
+    """The original loop: per text, hooks on every layer, full forward, per-layer mean copied to CPU."""
+    _, layers = decoder_of(model)
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            captured: dict[int, torch.Tensor] = {}
+
+            def make_hook(i):
+                def hook(_m, _inp, out):
+                    captured[i] = (out[0] if isinstance(out, tuple) else out).detach()
+                return hook
+
+            handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
+            try:
+                enc = tokenizer(text, return_tensors="pt")
+                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            finally:
+                for h in handles:
+                    h.remove()
+            rows.append(torch.stack([captured[i][0].float().mean(dim=0).cpu() for i in range(len(layers))]))
+    return torch.stack(rows)
+
+
+def _best_time(fn, repeats: int):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: int = 0, *,
+                      batch_size: int = 64, repeats: int = 3, threads: int | None = None) -> dict:
+    """Time both captures (best of `repeats`, after a warm-up) and check they agree."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if model_dir is not None:
+        from ..models import load_model, load_tokenizer
+
+        model, tok = load_model(str(model_dir), device="cpu"), load_tokenizer(str(model_dir))
+        source = str(model_dir)
+    else:
+        model, tok = build_mini_model(seed)
+        source = "random mini-size Qwen2 (built in process)"
+    texts = make_prompts(n_prompts, seed)
+    lengths = [len(ids) for ids in tok(texts).input_ids]
+
+    ours_fn = lambda: capture_activations(model, tok, texts, pooling="mean_all", batch_size=batch_size,  # noqa: E731
+                                          progress=False)
+    base_fn = lambda: baseline_capture(model, tok, texts)  # noqa: E731
+    baseline_capture(model, tok, texts[:4])  # warm-up: first-call allocations and kernel selection
+    capture_activations(model, tok, texts[:4], pooling="mean_all", batch_size=4, progress=False)
+    base_s, base = _best_time(base_fn, repeats)
+    ours_s, ours = _best_time(ours_fn, repeats)
+    cfg = model.config
+    return {
+        "model": source,
+        "params": sum(p.numel() for p in model.parameters()),
+        "layers": cfg.num_hidden_layers,
+        "hidden": cfg.hidden_size,
+        "n_prompts": n_prompts,
+        "tokens_min": min(lengths),
+        "tokens_max": max(lengths),
+        "tokens_mean": sum(lengths) / len(lengths),
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "baseline_s": base_s,
+        "ours_s": ours_s,
+        "speedup": base_s / ours_s,
+        "max_abs_diff": float((base - ours).abs().max()),
+        "shape": list(ours.shape),
+    }
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Activation capture: per-prompt hooks vs batched single pass")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    rows = [
+        ("model", result["model"]),
+        ("params / layers / hidden", f"{result['params']:,} / {result['layers']} / {result['hidden']}"),
+        ("prompts (tokens min/mean/max)",
+         f"{result['n_prompts']} ({result['tokens_min']}/{result['tokens_mean']:.1f}/{result['tokens_max']})"),
+        ("batch size / threads / best of", f"{result['batch_size']} / {result['threads']} / {result['repeats']}"),
+        ("baseline: per-prompt hooks, full forward", f"{result['baseline_s']:.3f} s"),
+        ("ours: capture_activations", f"{result['ours_s']:.3f} s"),
+        ("speed-up", f"{result['speedup']:.1f}x"),
+        ("max |baseline - ours|", f"{result['max_abs_diff']:.2e}"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m repro.bench.capture", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=None, help="a save_pretrained model directory")
+    parser.add_argument("--n-prompts", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = parser.parse_args(argv)
+    result = run_capture_bench(args.model_dir, args.n_prompts, args.seed, batch_size=args.batch_size,
+                               repeats=args.repeats, threads=args.threads)
+    print_table(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
