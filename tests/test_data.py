@@ -1,0 +1,221 @@
+"""Data layer: chat-format validation (one test per bad-input class), split/step arithmetic, fetch safety."""
+
+from __future__ import annotations
+
+import io as stdio
+import json
+import urllib.error
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from repro import data
+from repro.commands.data import data_group
+from repro.errors import InputError, ReproError
+
+REALWORLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld"
+GOOD = {"messages": [{"role": "user", "content": "Write a file copier."}, {"role": "assistant", "content": "import shutil"}]}
+
+
+def _write(tmp_path, lines, name="d.jsonl", trailing_newline=True) -> Path:
+    p = tmp_path / name
+    text = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
+    p.write_text(text + ("\n" if trailing_newline else ""), encoding="utf-8")
+    return p
+
+
+def _validate(path):
+    return CliRunner().invoke(data_group, ["validate", str(path)])
+
+
+def test_valid_file_exit_0_and_row_count(tmp_path):
+    sys_first = {"messages": [{"role": "system", "content": "s"}] + GOOD["messages"]}
+    p = _write(tmp_path, [GOOD, sys_first, GOOD])
+    res = _validate(p)
+    assert res.exit_code == 0, res.output
+    assert "3 rows" in res.output
+    assert data.validate_chat_file(p) == 3
+
+
+def test_last_line_without_newline_but_valid_is_accepted(tmp_path):
+    assert data.validate_chat_file(_write(tmp_path, [GOOD, GOOD], trailing_newline=False)) == 2
+
+
+BAD_CASES = {
+    "bad_json": ([GOOD, '{"messages": [}'], 2, "invalid JSON"),
+    "truncated_last_line": ([GOOD, '{"messages": [{"role": "user", "con'], 2, "truncated last line"),
+    "non_object": ([GOOD, GOOD, "[1, 2]"], 3, "expected a JSON object, got list"),
+    "missing_messages": ([{"msgs": []}], 1, "missing field 'messages'"),
+    "empty_messages": ([{"messages": []}], 1, "non-empty list"),
+    "message_not_object": ([{"messages": ["hi"]}], 1, "messages[0]: expected an object"),
+    "missing_content": ([{"messages": [{"role": "user"}]}], 1, "messages[0]: missing field 'content'"),
+    "missing_role": ([{"messages": [{"content": "x"}]}], 1, "messages[0]: missing field 'role'"),
+    "unknown_role": ([{"messages": [{"role": "tool", "content": "x"}]}], 1, "unknown role 'tool'"),
+    "empty_content": ([GOOD, {"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "x"}]}], 2,
+                      "messages[0].content: empty"),
+    "content_not_string": ([{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "x"}]}], 1,
+                           "expected a string"),
+    "wrong_order": ([{"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]}], 1,
+                    "wrong role order"),
+    "system_not_first": ([{"messages": GOOD["messages"] + [{"role": "system", "content": "s"}]}], 1,
+                         "system turn is allowed only as the first"),
+    "ends_on_user": ([{"messages": [{"role": "user", "content": "y"}]}], 1, "last turn must be 'assistant'"),
+    "blank_line": ([GOOD, "", GOOD], 2, "blank line"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_exit_2_with_path_line_prefix(tmp_path, case):
+    lines, line_no, message = BAD_CASES[case]
+    trailing = case != "truncated_last_line"
+    p = _write(tmp_path, lines, trailing_newline=trailing)
+    res = _validate(p)
+    assert res.exit_code == 2, res.output
+    out = res.output.strip()
+    assert out.count("\n") == 0, out  # exactly one line
+    assert out.startswith(f"{p}:{line_no}: "), out
+    assert message in out
+
+
+def test_unparseable_last_line_with_newline_is_bad_json_not_truncation(tmp_path):
+    p = _write(tmp_path, [GOOD, '{"messages": ['])
+    with pytest.raises(InputError, match=r":2: invalid JSON"):
+        data.validate_chat_file(p)
+
+
+def test_empty_and_missing_and_non_utf8_files(tmp_path):
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match=r"e\.jsonl:1: empty file"):
+        data.validate_chat_file(empty)
+    with pytest.raises(InputError, match="file not found"):
+        data.validate_chat_file(tmp_path / "nope.jsonl")
+    bad = tmp_path / "b.jsonl"
+    bad.write_bytes(json.dumps(GOOD).encode() + b"\n\xff\xfe\n")
+    with pytest.raises(InputError, match=r"b\.jsonl:2: not valid UTF-8"):
+        data.validate_chat_file(bad)
+
+
+@pytest.mark.skipif(not (REALWORLD / "em_insecure_subset.jsonl").exists(), reason="real-world data absent")
+def test_real_insecure_subset_is_valid():
+    p = REALWORLD / "em_insecure_subset.jsonl"
+    res = _validate(p)
+    assert res.exit_code == 0, res.output
+    assert "3021 rows" in res.output
+
+
+# ----------------------------------------------------------------------------- split arithmetic
+def test_split_and_steps_paper_numbers():
+    assert data.split_counts(6000, 0.1) == (5400, 600)
+    assert data.optimizer_steps(5400, 2, 8) == 338
+    assert data.split_counts(6000, 0.0) == (6000, 0)
+    assert data.optimizer_steps(6000, 2, 4) == 750
+    # partial accumulation windows still step; epochs multiply; devices divide
+    assert data.optimizer_steps(17, 2, 8) == 2
+    assert data.optimizer_steps(16, 2, 8, epochs=3) == 3
+    assert data.optimizer_steps(5400, 2, 8, devices=2) == 169
+    assert data.optimizer_steps(0, 2, 8) == 0
+    with pytest.raises(InputError):
+        data.split_counts(10, 1.0)
+
+
+def test_split_rows_seeded_disjoint_and_matches_datasets():
+    rows = [{"i": i} for i in range(100)]
+    train, test = data.split_rows(rows, 0.1, split_seed=0, shuffle_seed=2)
+    assert len(train) == 90 and len(test) == 10
+    assert sorted(r["i"] for r in train + test) == list(range(100))
+    assert data.split_rows(rows, 0.1, 0, 2) == (train, test)
+    assert data.split_rows(rows, 0.1, 1, 2)[1] != test
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_list(rows).train_test_split(test_size=0.1, seed=0)
+    assert [r["i"] for r in ds["test"]] == [r["i"] for r in test]
+    assert [r["i"] for r in ds["train"].shuffle(seed=2)] == [r["i"] for r in train]
+
+
+def test_dataset_rows_download_and_organism():
+    assert data.dataset_rows({"data": {"source": "download", "insecure": "insecure"}}, "insecure") == 6000
+    assert data.dataset_rows({"data": {"source": "organism"}, "organism": {"sizes": {"insecure": 480}}}, "insecure") == 480
+    with pytest.raises(InputError, match="organism.sizes.insecure"):
+        data.dataset_rows({"name": "x", "data": {"source": "organism"}}, "insecure")
+    with pytest.raises(InputError, match="data.source"):
+        data.dataset_rows({"name": "x", "data": {"source": "ftp"}}, "insecure")
+
+
+def test_manifest_pins_commit_and_urls():
+    m = data.load_manifest()
+    commit = m["source"]["commit"]
+    assert len(commit) == 40
+    for entry in m["files"].values():
+        assert entry["url"].startswith("https://raw.githubusercontent.com/emergent-misalignment/emergent-misalignment/")
+        assert f"/{commit}/" in entry["url"]
+        assert entry["sha256"] is None or len(entry["sha256"]) == 64
+
+
+# ----------------------------------------------------------------------------- fetch
+PAYLOAD = (json.dumps(GOOD) + "\n") * 3
+
+
+def _entry(payload=PAYLOAD, sha=None, rows=3, nbytes=None):
+    return {"files": {"insecure": {"url": "https://example.invalid/insecure.jsonl", "dest": "insecure.jsonl",
+                                   "format": "em_chat_jsonl", "rows": rows, "bytes": nbytes, "sha256": sha}},
+            "source": {"commit": "0" * 40}}
+
+
+def _opener(payload: str):
+    def opener(url, timeout):
+        return stdio.BytesIO(payload.encode())
+    return opener
+
+
+def _no_partial(d: Path):
+    return [p.name for p in d.iterdir() if p.name != data.LOCK_NAME] if d.exists() else []
+
+
+def test_fetch_offline_fails_one_line_and_leaves_nothing(tmp_path):
+    def offline(url, timeout):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    with pytest.raises(ReproError, match="cannot download .*offline") as exc:
+        data.fetch_data(_entry(), tmp_path / "data", opener=offline)
+    assert "\n" not in str(exc.value)
+    assert _no_partial(tmp_path / "data") == []
+
+
+def test_fetch_truncated_download_rejected(tmp_path):
+    short = PAYLOAD[:-20]
+    with pytest.raises(ReproError, match="truncated"):
+        data.fetch_data(_entry(nbytes=len(PAYLOAD)), tmp_path / "data", opener=_opener(short))
+    assert _no_partial(tmp_path / "data") == []
+
+
+def test_fetch_checksum_mismatch_rejected(tmp_path):
+    with pytest.raises(ReproError, match="does not match"):
+        data.fetch_data(_entry(sha="a" * 64), tmp_path / "data", opener=_opener(PAYLOAD))
+    assert _no_partial(tmp_path / "data") == []
+
+
+def test_fetch_schema_and_rowcount_checked_before_keeping(tmp_path):
+    with pytest.raises(InputError, match="truncated last line"):
+        data.fetch_data(_entry(rows=None), tmp_path / "data", opener=_opener(PAYLOAD + '{"mess'))
+    with pytest.raises(ReproError, match="3 rows, expected 4"):
+        data.fetch_data(_entry(rows=4), tmp_path / "data", opener=_opener(PAYLOAD))
+    assert _no_partial(tmp_path / "data") == []
+
+
+def test_fetch_trust_on_first_use_then_verify(tmp_path):
+    import hashlib
+    d = tmp_path / "data"
+    lock = data.fetch_data(_entry(), d, opener=_opener(PAYLOAD))
+    rec = lock["files"]["insecure"]
+    assert rec["sha256"] == hashlib.sha256(PAYLOAD.encode()).hexdigest()
+    assert rec["verified_against"] == "first-fetch" and rec["rows"] == 3
+    assert json.loads((d / data.LOCK_NAME).read_text())["files"]["insecure"]["sha256"] == rec["sha256"]
+    # second fetch: the verified copy is reused without touching the network
+    def offline(url, timeout):
+        raise urllib.error.URLError("offline")
+    assert data.fetch_data(_entry(), d, opener=offline)["files"]["insecure"]["status"] == "cached"
+    # forced re-download with changed upstream bytes: rejected against the lock; old file kept intact
+    changed = PAYLOAD.replace("shutil", "os")
+    with pytest.raises(ReproError, match=r"does not match .*\(lock\)"):
+        data.fetch_data(_entry(), d, opener=_opener(changed), force=True)
+    assert (d / "insecure.jsonl").read_text() == PAYLOAD
