@@ -1,0 +1,97 @@
+"""The stage runner: caching by config key, --force, atomic stage directories, records, GPU check."""
+
+import json
+
+import pytest
+
+from repro.errors import ReproError
+from repro.runner import Stage, closure, is_fresh, record_path, run_pipeline, stage_keys
+
+
+def _graph(calls, fail=None, fp="a"):
+    def make(name):
+        def action(ctx):
+            calls.append(name)
+            (ctx.out / "out.txt").write_text(name)
+            if name == fail:
+                raise RuntimeError("boom")
+        return action
+
+    return {
+        "a": Stage("a", make("a"), fingerprint=fp),
+        "b": Stage("b", make("b"), deps=("a",), fingerprint=1),
+        "c": Stage("c", make("c"), deps=("b",), fingerprint=1, cached=False),
+    }
+
+
+def _run(graph, root, **kw):
+    return run_pipeline(graph, ["c"], profile={"name": "t"}, root=root, log=lambda s: None, **kw)
+
+
+def test_rerun_skips_cached_stages_and_render_stage_always_runs(tmp_path):
+    calls = []
+    _run(_graph(calls), tmp_path)
+    assert calls == ["a", "b", "c"]
+    calls.clear()
+    _run(_graph(calls), tmp_path)
+    assert calls == ["c"]
+    rec = json.loads(record_path(tmp_path, "a").read_text())
+    assert rec["wall_seconds"] >= 0 and rec["peak_rss_mb"] > 0
+
+
+def test_config_change_invalidates_stage_and_downstream(tmp_path):
+    calls = []
+    _run(_graph(calls), tmp_path)
+    calls.clear()
+    _run(_graph(calls, fp="changed"), tmp_path)
+    assert calls == ["a", "b", "c"]
+
+
+def test_force_redoes_everything(tmp_path):
+    calls = []
+    _run(_graph(calls), tmp_path)
+    calls.clear()
+    _run(_graph(calls), tmp_path, force=True)
+    assert calls == ["a", "b", "c"]
+
+
+def test_failed_stage_leaves_no_partial_directory_and_keeps_previous(tmp_path):
+    calls = []
+    _run(_graph(calls), tmp_path)
+    with pytest.raises(ReproError, match="stage b failed: RuntimeError: boom"):
+        _run(_graph(calls, fail="b", fp="new"), tmp_path)
+    assert not any(p.name.startswith(".b") for p in tmp_path.iterdir())
+    assert (tmp_path / "b" / "out.txt").read_text() == "b"  # the previous finished result is untouched
+    assert (tmp_path / "logs" / "b.traceback.txt").exists()
+
+
+def test_corrupted_record_means_redo(tmp_path):
+    calls = []
+    g = _graph(calls)
+    _run(g, tmp_path)
+    record_path(tmp_path, "a").write_text("{not json")
+    assert not is_fresh(tmp_path, g["a"], stage_keys(g)["a"])
+    calls.clear()
+    _run(g, tmp_path)
+    assert calls[0] == "a"
+
+
+def test_closure_order_unknown_and_cycle():
+    g = _graph([])
+    assert closure(g, ["c"]) == ["a", "b", "c"]
+    with pytest.raises(ReproError, match="unknown stage"):
+        closure(g, ["zzz"])
+    cyc = {"x": Stage("x", lambda c: None, deps=("y",)), "y": Stage("y", lambda c: None, deps=("x",))}
+    with pytest.raises(ReproError, match="cycle"):
+        closure(cyc, ["x"])
+
+
+def test_gpu_profile_without_gpu_is_one_line_error(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    g = {"m": Stage("m", lambda c: None, needs_model=True)}
+    with pytest.raises(ReproError, match="needs a CUDA GPU") as err:
+        run_pipeline(g, ["m"], profile={"name": "paper", "requires_gpu": True}, root=tmp_path, log=lambda s: None)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "m").exists()
