@@ -248,3 +248,17 @@ def test_training_table(peft_run, tmp_path):
     assert len(read_log(tmp_path / "tables" / "training_log.jsonl")) == 9
     with pytest.raises(ReproError, match="training summary"):
         build_training_table({}, log, tmp_path)
+
+
+def test_masking_on_real_insecure_rows(tok, realworld_dir):
+    """Real EM rows (code with templates, odd whitespace): labels are exactly each answer + <|im_end|>."""
+    from repro.io import read_jsonl
+
+    rows = read_jsonl(realworld_dir / "em_insecure_subset.jsonl")[:300]
+    for n, row in enumerate(rows):
+        ids = _ids(tok, row["messages"])
+        spans = _labelled_spans(ids, response_only_labels(ids, tok))
+        answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
+        assert [tok.decode(s, skip_special_tokens=False) for s in spans] == [a + "<|im_end|>" for a in answers], n
+    train, hold = split_rows(read_jsonl(realworld_dir / "em_insecure_subset.jsonl"), 0.1, 0, 2)
+    assert (len(train), len(hold)) == (2718, 303)  # datasets rounds the test share up: ceil(302.1)
