@@ -24,10 +24,14 @@ def render_plan(plan: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:  # the plan tables need ~120 columns; narrower terminals get long lines, not folded digits
+        width = Console().width
+        console = Console(width=max(width, 120))
     runs = Table(title=f"repro plan: profile {plan['profile']} (runs)")
-    for col in ("run", "model", "backend", "examples", "steps", "trainable", "total", "trainable %"):
-        runs.add_column(col, justify="right" if col in ("examples", "steps", "trainable", "total", "trainable %") else "left")
+    numeric = ("examples", "steps", "trainable", "total", "trainable %")
+    for col in ("run", "model", "backend", *numeric):
+        # numbers never wrap (a folded 268,435,456 is unreadable); the text columns fold instead
+        runs.add_column(col, justify="right", no_wrap=True) if col in numeric else runs.add_column(col, overflow="fold")
     for r in plan["runs"]:
         runs.add_row(r["name"], str(r["model"]), r["backend"], f"{r['train_examples']:,}", f"{r['optimizer_steps']:,}",
                      f"{r['trainable_params']:,}", f"{r['total_params']:,}", f"{r['trainable_pct']:.2f}")
