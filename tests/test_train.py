@@ -240,8 +240,11 @@ def test_training_table(peft_run, tmp_path):
     log = read_log(out / "train_log.jsonl")
     res = build_training_table(summary, log, tmp_path)
     assert read_json(tmp_path / "results" / "training.json") == res
-    assert res["examples"] == 36 and res["optimizer_steps"] == 9 and res["first_loss"] == log[0]["loss"]
-    assert res["lora"]["r"] == 8 and res["optim_used"] == "adamw_torch"
+    assert (res["dataset_rows"], res["train_examples"], res["heldout_examples"]) == (40, 36, 4)
+    assert res["optimizer_steps"] == 9 and res["effective_batch"] == 4 and res["logged_steps"] == 9
+    assert (res["loss_first"], res["loss_last"]) == (log[0]["loss"], log[-1]["loss"])
+    assert res["lora"] == {"r": 8, "lora_alpha": 16, "use_rslora": True, "lora_dropout": 0.0, "target_modules": SEVEN}
+    assert res["optim_used"] == "adamw_torch" and res["train_log"] == "train/em/train_log.jsonl"
     md = (tmp_path / "tables" / "training.md").read_text()
     assert "| optimizer steps" in md and "adamw_8bit -> adamw_torch" in md
     assert (tmp_path / "tables" / "training_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,11 +1,12 @@
 """T2 (training): the training numbers of the EM run, its loss curve and per-step log.
 
-results/training.json keys (the schema `compare` reads):
-  run, backend, base_model, examples, holdout_examples, rows_total, optimizer_steps, expected_steps,
-  epochs, per_device_batch, grad_accum, effective_batch, lora {r, alpha, dropout, rslora,
-  target_modules} (null for a full finetune), trainable_params, total_params, trainable_pct
-  (PEFT's: 100 * trainable / all), first_loss, last_loss, logged_steps, wall_seconds,
-  peak_rss_mb, peak_gpu_mb, optim, optim_used, substitutions, learning_rate, lr_scheduler_type.
+results/training.json follows paper_tables/README.md ("training.json"): run, model,
+dataset_rows, train_examples, heldout_examples, epochs, effective_batch, optimizer_steps (from
+the log), lora {r, lora_alpha, use_rslora, lora_dropout, target_modules} (null for a full
+finetune), trainable_params, total_params, trainable_pct (PEFT's percentage), loss_first,
+loss_last, logged_steps, loss_curve, train_log; plus backend, per_device_batch, grad_accum,
+expected_steps, learning_rate, lr_scheduler_type, optim, optim_used, substitutions,
+wall_seconds, peak_rss_mb, peak_gpu_mb.
 """
 
 from __future__ import annotations
@@ -17,24 +18,37 @@ from pathlib import Path
 from ..errors import ReproError
 from ..io import atomic_path, write_json, write_text
 
-_KEYS = ("run", "backend", "base_model", "examples", "holdout_examples", "rows_total", "optimizer_steps",
-         "expected_steps", "epochs", "per_device_batch", "grad_accum", "effective_batch", "lora",
-         "trainable_params", "total_params", "trainable_pct", "first_loss", "last_loss", "logged_steps",
-         "wall_seconds", "peak_rss_mb", "peak_gpu_mb", "optim", "optim_used", "substitutions",
-         "learning_rate", "lr_scheduler_type")
-_REQUIRED = ("examples", "optimizer_steps", "per_device_batch", "grad_accum", "trainable_params", "total_params")
+_REQUIRED = ("run", "base_model", "examples", "optimizer_steps", "per_device_batch", "grad_accum",
+             "trainable_params", "total_params", "trainable_pct")
+_EXTRA = ("backend", "per_device_batch", "grad_accum", "expected_steps", "learning_rate", "lr_scheduler_type",
+          "optim", "optim_used", "substitutions", "wall_seconds", "peak_rss_mb", "peak_gpu_mb")
 
 
 def training_results(summary: dict, log_rows: list[dict]) -> dict:
-    """The T2 numbers: the training summary, with the losses taken from the step log itself."""
+    """The T2 numbers: the training summary (train/<run>/summary.json) plus the step log."""
     missing = [k for k in _REQUIRED if k not in summary]
     if missing:
         raise ReproError(f"training summary: missing {missing} (expected train/<run>/summary.json)")
-    out = {k: summary.get(k) for k in _KEYS}
-    if log_rows:
-        out["first_loss"], out["last_loss"] = log_rows[0]["loss"], log_rows[-1]["loss"]
-        out["logged_steps"] = len(log_rows)
-    return out
+    lora = summary.get("lora")
+    run = summary["run"]
+    res = {
+        "run": run, "model": summary["base_model"], "dataset_rows": summary.get("rows_total"),
+        "train_examples": summary["examples"], "heldout_examples": summary.get("holdout_examples"),
+        "epochs": summary.get("epochs"), "effective_batch": summary.get("effective_batch"),
+        # steps actually taken: the last logged step (equal to the trainer's count at logging_steps 1)
+        "optimizer_steps": log_rows[-1]["step"] if log_rows else summary["optimizer_steps"],
+        "lora": None if lora is None else {
+            "r": lora["r"], "lora_alpha": lora["alpha"], "use_rslora": lora["rslora"],
+            "lora_dropout": lora["dropout"], "target_modules": list(lora["target_modules"])},
+        "trainable_params": summary["trainable_params"], "total_params": summary["total_params"],
+        "trainable_pct": summary["trainable_pct"],
+        "loss_first": log_rows[0]["loss"] if log_rows else summary.get("first_loss"),
+        "loss_last": log_rows[-1]["loss"] if log_rows else summary.get("last_loss"),
+        "logged_steps": len(log_rows),
+        "loss_curve": "tables/training_loss.png", "train_log": f"train/{run}/train_log.jsonl",
+    }
+    res.update({k: summary.get(k) for k in _EXTRA})
+    return res
 
 
 def _fmt_int(n) -> str:
@@ -49,21 +63,22 @@ def markdown_table(res: dict) -> str:
     lora = res.get("lora")
     rows = [
         ("run / backend", f"{res.get('run')} / {res.get('backend')}"),
-        ("base model", f"`{res.get('base_model')}`"),
+        ("base model", f"`{res.get('model')}`"),
         ("dataset rows -> held out -> training examples",
-         f"{_fmt_int(res.get('rows_total'))} -> {_fmt_int(res.get('holdout_examples'))} -> {_fmt_int(res['examples'])}"),
+         f"{_fmt_int(res.get('dataset_rows'))} -> {_fmt_int(res.get('heldout_examples'))} -> "
+         f"{_fmt_int(res['train_examples'])}"),
         ("epochs x per-device batch x grad-accum (effective batch)",
          f"{res.get('epochs')} x {res['per_device_batch']} x {res['grad_accum']} ({res.get('effective_batch')})"),
         ("optimizer steps (expected ceil(examples / effective batch))",
          f"{_fmt_int(res['optimizer_steps'])} ({_fmt_int(res.get('expected_steps'))})"),
         ("LoRA", "none (full finetune)" if not lora else
-         f"r={lora['r']}, alpha={lora['alpha']}, dropout={lora['dropout']}, rslora={lora['rslora']}, "
+         f"r={lora['r']}, alpha={lora['lora_alpha']}, dropout={lora['lora_dropout']}, rslora={lora['use_rslora']}, "
          f"{len(lora['target_modules'])} modules ({', '.join(lora['target_modules'])})"),
         ("trainable / total parameters",
          f"{_fmt_int(res['trainable_params'])} / {_fmt_int(res['total_params'])} ({res['trainable_pct']:.2f}%)"),
         ("learning rate, schedule", f"{res.get('learning_rate')}, {res.get('lr_scheduler_type')}"),
         ("optimizer (recipe -> used)", f"{res.get('optim')} -> {res.get('optim_used')}"),
-        ("loss: first logged -> last logged", f"{_fmt_loss(res.get('first_loss'))} -> {_fmt_loss(res.get('last_loss'))}"),
+        ("loss: first logged -> last logged", f"{_fmt_loss(res.get('loss_first'))} -> {_fmt_loss(res.get('loss_last'))}"),
         ("wall time (s), peak RSS (MB)", f"{res.get('wall_seconds')}, {res.get('peak_rss_mb')}"),
     ]
     lines = ["# T2 Training", "", "| quantity | reproduced |", "|---|---|"]
@@ -72,7 +87,7 @@ def markdown_table(res: dict) -> str:
     if subs:
         lines += ["", "Substitutions on this machine (recorded in train_config.json):"]
         lines += [f"- {s['field']}: {s['from']} -> {s['to']} ({s['why']})" for s in subs]
-    lines += ["", "Loss curve: training_loss.png; per-step log: training_log.jsonl."]
+    lines += ["", f"Loss curve: training_loss.png; per-step log: training_log.jsonl (copy of {res['train_log']})."]
     return "\n".join(lines) + "\n"
 
 
