@@ -219,3 +219,17 @@ def test_fetch_trust_on_first_use_then_verify(tmp_path):
     with pytest.raises(ReproError, match=r"does not match .*\(lock\)"):
         data.fetch_data(_entry(), d, opener=_opener(changed), force=True)
     assert (d / "insecure.jsonl").read_text() == PAYLOAD
+
+
+def test_cli_fetch_offline_one_line_no_partial_file(tmp_path, monkeypatch):
+    import urllib.request
+    from repro.commands.data import DOWNLOADS
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    res = CliRunner().invoke(data_group, ["fetch", "--profile", "paper", "--out", str(tmp_path)])
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fetch: cannot download https://raw.githubusercontent.com/")
+    assert _no_partial(tmp_path / DOWNLOADS) == []

@@ -9,6 +9,8 @@ import click
 
 from repro.errors import ReproError
 
+DOWNLOADS = "downloads"  # shared with repro.stages.data (its download cache)
+
 
 def fail(exc: ReproError) -> None:
     """One line on stderr, the error's exit code (InputError: 2)."""
@@ -59,21 +61,23 @@ def validate_cmd(path):
 @click.option("--force", is_flag=True, help="Download again even when a verified copy exists.")
 @click.option("--timeout", default=60.0, show_default=True, help="Network timeout in seconds.")
 def fetch_cmd(profile, out, only, force, timeout):
-    """Download the paper's data (pinned commit, sha256-verified) into <run dir>/data/.
+    """Download the paper's data (pinned commit, sha256-verified) into <run dir>/downloads/.
 
-    Digests not known in data/manifest.yaml are recorded in data/manifest.lock.json on the first
-    fetch and verified on later fetches. Offline: one error line, no partial file."""
+    That is the download cache the `data` stage reads (it copies the files and the lock into
+    <run dir>/data/), so fetching once lets the pipeline run offline afterwards. Digests not known
+    in data/manifest.yaml are recorded in downloads/manifest.lock.json on the first fetch (trust on
+    first use) and verified on later fetches. Offline: one error line, no partial file."""
     from repro import data
 
     try:
         prof, root = profile_and_root(profile, out)
         manifest = data.load_manifest(prof.get("data", {}).get("manifest", "data/manifest.yaml"))
-        lock = data.fetch_data(manifest, root / "data", keys=list(only) or None, force=force, timeout=timeout)
+        lock = data.fetch_data(manifest, root / DOWNLOADS, keys=list(only) or None, force=force, timeout=timeout)
     except ReproError as exc:
         fail(exc)
     for key, rec in lock["files"].items():
         if only and key not in only:
             continue
         rows = f", {rec['rows']} rows" if "rows" in rec else ""
-        click.echo(f"{key}: {rec['status']} {root / 'data' / rec['path']} sha256 {rec['sha256']} "
+        click.echo(f"{key}: {rec['status']} {root / DOWNLOADS / rec['path']} sha256 {rec['sha256']} "
                    f"({rec['bytes']} bytes{rows}; verified against {rec['verified_against']})")
