@@ -48,7 +48,9 @@ def train(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], o
     res = loop.resolve(recipe, bf16_wanted=True)  # the paper's script: bf16 where supported
     seed = int(recipe.get("seed", 0))
     set_seed(seed)
-    resume, prior = loop.prepare_out_dir(out_dir)
+    args = TrainingArguments(**loop.args_kwargs(recipe, out_dir, res))
+    main = args.process_index == 0  # under accelerate only rank 0 touches the log and final files
+    resume, prior = loop.prepare_out_dir(out_dir, main_process=main)
 
     tokenizer = load_tokenizer(base_model_path)
     tokenizer.padding_side = "right"
@@ -60,9 +62,9 @@ def train(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], o
         bias=lora["bias"], target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
     trainable, total, pct = loop.param_counts(model)
 
-    args = TrainingArguments(**loop.args_kwargs(recipe, out_dir, res))
-    loop.write_config(out_dir, run_name, base_model_path, res,
-                      {"training_arguments": {k: v for k, v in args.to_dict().items() if not k.startswith("_")}})
+    if main:
+        loop.write_config(out_dir, run_name, base_model_path, res,
+                          {"training_arguments": {k: v for k, v in args.to_dict().items() if not k.startswith("_")}})
     steplog = StepLogCallback(out_dir / LOG_NAME, progress=progress, prior_rows=prior)
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=make_collator(tokenizer),
                       processing_class=tokenizer, callbacks=[steplog])
