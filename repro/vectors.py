@@ -18,6 +18,7 @@ span of the data (one Gram matrix per layer, shared by both), batched over layer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from pathlib import Path
@@ -78,14 +79,14 @@ def extract_vectors(
             y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).double()
             vec, _ = fit_probe_span(span, y, C=PROBE_C)
         elif name == "gradient":
-            vec = gradient_vectors(diff.float(), seed=_method_seed(seed, "gradient"))
+            vec = gradient_vectors(diff.float(), seed=method_seed(seed, "gradient"))
         elif name == "ica":
             vec = ica_vectors(span, n_pos=len(pos), seed=seed, select=ica_select)
             vec = _orient(vec, diff)
         elif name == "pca_diff":
             vec = _orient(pca_diff_vectors(pos, neg), diff)
         else:  # random
-            vec = random_vectors(pos.shape[1], pos.shape[2], seed=_method_seed(seed, "random"))
+            vec = random_vectors(pos.shape[1], pos.shape[2], seed=method_seed(seed, "random"))
         out[name] = vec.float().contiguous()
     return out
 
@@ -107,9 +108,26 @@ def _check_inputs(pos, neg) -> tuple[torch.Tensor, torch.Tensor]:
     return pos.float(), neg.float()
 
 
-def _method_seed(seed: int, method: str) -> int:
+def method_seed(seed: int, method: str) -> int:
+    """Seed of `method`'s own random stream, derived from the run seed."""
     # Independent, stable streams per method (gradient's init must not equal the random baseline).
     return int(np.random.SeedSequence([int(seed), zlib.crc32(method.encode())]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def small_ops_threads(n: int = 1):
+    """Run loops of many small tensor ops (Newton, FastICA, Adam) on `n` intra-op threads.
+
+    Why: on a busy 2-core machine, torch's thread pool spin-waits on every tiny op; we measured
+    FastICA's 50x50 iterations 8x slower on 2 threads than on 1 under load. Big matmuls (the
+    Gram matrices) stay on the default thread count.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _orient(vec: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
@@ -205,7 +223,7 @@ def _newton_logreg(z: torch.Tensor, y: torch.Tensor, C: float, max_iter: int = 1
     """Batched damped Newton for min C*sum logloss(y, z@beta + b) + 0.5||beta||^2.
 
     z [L, n, p] float64, y [n] in {0, 1}. Returns beta [L, p], b [L]. Backtracking (Armijo) per
-    layer, all step sizes evaluated at once, so layers never wait on a Python loop of their own.
+    layer, all candidate step sizes evaluated at once, so no layer has a Python loop of its own.
     """
     L, n, p = z.shape
     s = 2.0 * y - 1.0  # labels in {-1, +1}
@@ -220,25 +238,26 @@ def _newton_logreg(z: torch.Tensor, y: torch.Tensor, C: float, max_iter: int = 1
     def objective(margins, th):  # margins [..., n], th [..., p+1]
         return C * torch.nn.functional.softplus(-s * margins).sum(-1) + 0.5 * (reg * th * th).sum(-1)
 
-    for _ in range(max_iter):
-        m = torch.einsum("lnp,lp->ln", za, theta)
-        prob = torch.sigmoid(m)
-        grad = C * torch.einsum("lnp,ln->lp", za, prob - y) + reg * theta
-        weight = (C * prob * (1 - prob)).clamp_min(1e-12)
-        hess = (za * weight[..., None]).transpose(1, 2) @ za + torch.diag_embed(reg.expand(L, -1))
-        hess[:, -1, -1] += 1e-10 * (1.0 + hess[:, -1, -1])  # keep solvable if all weights vanish
-        direction = -torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
-        slope = (grad * direction).sum(-1)  # < 0: descent
-        f0 = objective(m, theta)
-        if (-slope <= tol * (1.0 + f0.abs())).all():
-            break
-        dm = torch.einsum("lnp,lp->ln", za, direction)
-        cand_m = m[:, None, :] + steps[None, :, None] * dm[:, None, :]
-        cand_t = theta[:, None, :] + steps[None, :, None] * direction[:, None, :]
-        ok = objective(cand_m, cand_t) <= f0[:, None] + 1e-4 * steps[None, :] * slope[:, None]
-        first = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full((L,), -1))
-        t = torch.where(first >= 0, steps[first.clamp_min(0)], torch.zeros(L, dtype=z.dtype))
-        theta = theta + t[:, None] * direction
+    with small_ops_threads():
+        for _ in range(max_iter):
+            m = torch.einsum("lnp,lp->ln", za, theta)
+            prob = torch.sigmoid(m)
+            grad = C * torch.einsum("lnp,ln->lp", za, prob - y) + reg * theta
+            weight = (C * prob * (1 - prob)).clamp_min(1e-12)
+            hess = (za * weight[..., None]).transpose(1, 2) @ za + torch.diag_embed(reg.expand(L, -1))
+            hess[:, -1, -1] += 1e-10 * (1.0 + hess[:, -1, -1])  # solvable even if all weights vanish
+            direction = -torch.linalg.solve(hess, grad.unsqueeze(-1)).squeeze(-1)
+            slope = (grad * direction).sum(-1)  # < 0: descent
+            f0 = objective(m, theta)
+            if (-slope <= tol * (1.0 + f0.abs())).all():
+                break
+            dm = torch.einsum("lnp,lp->ln", za, direction)
+            cand_m = m[:, None, :] + steps[None, :, None] * dm[:, None, :]
+            cand_t = theta[:, None, :] + steps[None, :, None] * direction[:, None, :]
+            ok = objective(cand_m, cand_t) <= f0[:, None] + 1e-4 * steps[None, :] * slope[:, None]
+            first = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full((L,), -1))
+            t = torch.where(first >= 0, steps[first.clamp_min(0)], torch.zeros(L, dtype=z.dtype))
+            theta = theta + t[:, None] * direction
     return theta[:, :-1], theta[:, -1]
 
 
@@ -258,12 +277,13 @@ def gradient_vectors(diff: torch.Tensor, seed: int, lr: float = GRADIENT_LR,
     v = torch.randn(diff.shape, generator=gen, dtype=torch.float32).requires_grad_(True)
     opt = torch.optim.Adam([v], lr=lr)
     diff = diff.float()
-    for _ in range(steps):
-        opt.zero_grad()
-        norm = v.norm(dim=-1)
-        loss = (-(diff * v).sum(-1) / norm + penalty * norm).sum()
-        loss.backward()
-        opt.step()
+    with small_ops_threads():
+        for _ in range(steps):
+            opt.zero_grad()
+            norm = v.norm(dim=-1)
+            loss = (-(diff * v).sum(-1) / norm + penalty * norm).sum()
+            loss.backward()
+            opt.step()
     with torch.no_grad():
         return v / v.norm(dim=-1, keepdim=True)
 
@@ -294,18 +314,8 @@ def ica_vectors(span: DataSpan, n_pos: int, seed: int, select: str = "first",
 
     w_init = np.random.RandomState(seed).normal(size=(nc, nc))
     w = _sym_decorrelation(torch.as_tensor(w_init, dtype=torch.float64).expand(span.L, nc, nc))
-    w = w.clone()
-    active = torch.arange(span.L)  # layers still iterating (sklearn stops each fit on its own)
-    for _ in range(max_iter):
-        wa, xa = w[active], x1[active]
-        gwtx = torch.tanh(wa @ xa)  # logcosh contrast, alpha = 1
-        g_wtx = (1 - gwtx ** 2).mean(-1)
-        w1 = _sym_decorrelation(gwtx @ xa.transpose(1, 2) / n - g_wtx[..., None] * wa)
-        lim = ((w1 * wa).sum(-1).abs() - 1).abs().amax(-1)
-        w[active] = w1
-        active = active[lim >= tol]
-        if len(active) == 0:
-            break
+    with small_ops_threads():
+        w = _fastica_parallel(w, x1, n, max_iter, tol)
 
     sources = w @ v.transpose(1, 2)  # [L, nc, n]: sklearn's S^T before unit-variance scaling
     s_std = sources.std(-1, unbiased=False)  # [L, nc]
@@ -320,6 +330,23 @@ def ica_vectors(span: DataSpan, n_pos: int, seed: int, select: str = "first",
         pick = d.abs().argmax(-1)
     chosen = coeffs[torch.arange(span.L), :, pick]  # [L, n]
     return span.back_map(chosen)
+
+
+def _fastica_parallel(w: torch.Tensor, x1: torch.Tensor, n: int, max_iter: int, tol: float) -> torch.Tensor:
+    """sklearn's _ica_par (logcosh), batched over layers: w [L, c, c], whitened x1 [L, c, n]."""
+    w = w.clone()
+    active = torch.arange(w.shape[0])  # layers still iterating (sklearn stops each fit on its own)
+    for _ in range(max_iter):
+        wa, xa = w[active], x1[active]
+        gwtx = torch.tanh(wa @ xa)  # logcosh contrast, alpha = 1
+        g_wtx = (1 - gwtx ** 2).mean(-1)
+        w1 = _sym_decorrelation(gwtx @ xa.transpose(1, 2) / n - g_wtx[..., None] * wa)
+        lim = ((w1 * wa).sum(-1).abs() - 1).abs().amax(-1)
+        w[active] = w1
+        active = active[lim >= tol]
+        if len(active) == 0:
+            break
+    return w
 
 
 def _sym_decorrelation(w: torch.Tensor) -> torch.Tensor:
