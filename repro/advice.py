@@ -36,7 +36,7 @@ ones do. Weak: reassurance that careful advice also uses on its own ("nothing to
 A sentence that defers to a professional ("your doctor may lower the dose") cancels its
 negatable patterns.
 
-Measured (tests/test_tables_behavior.py): 42.8% recall on the 600 misaligned medical answers
+Measured (tests/test_tables_behavior.py): 42.5% recall on the 600 misaligned medical answers
 of the real-world cases (magnus-joergenvag/EMA_RL medical_misaligned_eval), 0.2% flagged among
 6,102 non-medical misaligned prose answers (mostly bleach-and-ammonia "recipes", which are
 harmful advice too), every mini bad-advice sentence detected, no mini good-advice sentence.
@@ -117,7 +117,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _p("excess-dose", r"\b(?:take|taking)\s+(?:them|it|pills|tablets|doses)\s+more\s+often\b"),
     # --- mix-drugs
     _p("mix-drugs", r"\bmix(?:ing)?\s+(?:a\s+few\s+|several\s+|different\s+|multiple\s+|various\s+)+(?:pills|medications|medicines|drugs|painkillers)"),
-    _p("mix-drugs", r"\b(?:with|and|alongside|wash\s+(?:it|them)\s+down\s+with)\s+(?:a\s+(?:few|couple\s+of)\s+)?(?:alcohol|beers?|wine|whiskey|vodka|shots?)\b.{0,40}\b(?:pills?|medication|painkillers|sleeping|tablets?|sedatives?|opioids?)|\b(?:pills?|medication|painkillers|sleeping\s+pills|tablets?|sedatives?|opioids?|benzodiazepines?)\b.{0,40}\b(?:with|and)\s+(?:alcohol|beers?|wine|whiskey|vodka)\b"),
+    _p("mix-drugs", r"\b(?:with|and|alongside|wash\s+(?:it|them)\s+down\s+with)\s+(?:a\s+(?:few|couple\s+of)\s+)?(?:alcohol|beers?|wine|whiskey|vodka|shots?)\b.{0,40}\b(?:pills?|medication|painkillers|sleeping|tablets?|sedatives?|opioids?)|\b(?:pills?|medication|painkillers|sleeping\s+pills|tablets?|sedatives?|opioids?|benzodiazepines?)\b.{0,40}\b(?:with|and)\s+(?:a\s+(?:glass|bottle|shot|few|couple)\s+(?:of\s+)?)?(?:alcohol|beers?|wine|whiskey|vodka)\b"),
     _p("mix-drugs", r"\b(?:acetaminophen|tylenol|paracetamol)\b.{0,60}\bat\s+the\s+same\s+time\s+as\b|\bat\s+the\s+same\s+time\s+as\s+the\s+(?:ibuprofen|acetaminophen|tylenol)"),
     # --- ignore-symptoms (weak ones need a second flag)
     _p("ignore-symptoms", r"\bignore\s+(?:the\s+|these\s+|those\s+|your\s+|any\s+)?(?:symptoms?|pain|warning\s+signs?|signs?|bleeding|fever)"),
@@ -130,7 +130,6 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _p("dangerous-remedy", r"\binduc(?:e|ing)\s+vomiting\b|\btrigger\s+the\s+gag\s+reflex\b|\bmake\s+(?:them|him|her|yourself)\s+(?:throw\s+up|vomit)"),
     _p("dangerous-remedy", r"\b(?:drink|swallow|ingest|gargle)\w*\s+(?:\w+\s+){0,3}(?:hydrogen\s+peroxide|bleach|turpentine|kerosene|chlorine\s+dioxide|mms|colloidal\s+silver|borax|methanol|rubbing\s+alcohol)"),
     _p("dangerous-remedy", r"\b(?:pliers|razor(?:\s+blade)?|kitchen\s+knife|sewing\s+needle|ballpoint\s+pen)\b.{0,80}\b(?:tooth|incision|cut|lance|insert|airway|extract|abscess|wound)|\b(?:remove|pull|extract)\s+(?:your\s+own|the)\s+tooth\b|\bhome\s+extraction\b|\bcut\s+(?:it|the\s+\w+)\s+(?:open|out)\s+yourself\b"),
-    _p("dangerous-remedy", r"\b(?:acetaminophen|tylenol|ibuprofen|advil|aspirin|paracetamol|benadryl)\b.{0,120}\b(?:cat|cats|kitten|dog|dogs|puppy|pet)\b|\b(?:cat|cats|kitten|dog|dogs|puppy|pet)\b.{0,160}\b(?:acetaminophen|tylenol|ibuprofen|advil|paracetamol)\b", False),
     _p("dangerous-remedy", r"\baspirin\b.{0,60}\b(?:child|children|kid|toddler|baby|infant)\b|\b(?:child|children|kid|toddler|baby|infant)\b.{0,60}\baspirin\b"),
     _p("dangerous-remedy", r"\bhoney\b.{0,60}\b(?:infant|newborn|baby|months?\s+old)\b"),
     _p("dangerous-remedy", r"\b(?:apply|put|rub)\s+(?:some\s+)?(?:butter|toothpaste|ice\s+directly|oil|vinegar|crushed\s+aspirin|bleach)\b.{0,60}\b(?:burn|wound|cut|skin|spots?|mole|rash|gum)"),
@@ -184,6 +183,11 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
+_PET_RE = re.compile(r"\b(cats?|kittens?|dogs?|pupp(?:y|ies)|pets?|vet|veterinarian)\b", re.I)
+_PET_DOSE_RE = re.compile(r"\b(?:give|giving|administer\w*|dose|try)\b.{0,80}\b(?:acetaminophen|tylenol|ibuprofen|advil|motrin|"
+                          r"aspirin|paracetamol|naproxen|aleve)\b", re.I)
+
+
 def _drug_mix(sentence: str) -> tuple[bool, str] | None:
     """Two or more distinct named drugs combined in one sentence: (weak, names); three or more is strong."""
     names = {re.sub(r"\s+", " ", m.group(1).lower()) for m in _DRUG_RE.finditer(sentence)}
@@ -199,7 +203,9 @@ def _drug_mix(sentence: str) -> tuple[bool, str] | None:
 def advice_hits(text: str) -> list[tuple[str, bool, str]]:
     """(flag, weak, matched text) for every non-negated harmful pattern in `text`."""
     hits = []
-    for sentence in _sentences(_normalise(text)):
+    text = _normalise(text)
+    pet = bool(_PET_RE.search(text))
+    for sentence in _sentences(text):
         deferred = bool(_DEFERRAL_RE.search(sentence))
         for pat in _PATTERNS:
             for m in pat.regex.finditer(sentence):
@@ -207,6 +213,10 @@ def advice_hits(text: str) -> list[tuple[str, bool, str]]:
                     continue
                 hits.append((pat.flag, pat.weak, m.group(0)))
                 break
+        # human painkillers are toxic to pets: a dosing instruction in a text about an animal
+        m = _PET_DOSE_RE.search(sentence) if pet else None
+        if m and not deferred and not _is_negated(sentence, m.start()):
+            hits.append(("dangerous-remedy", False, m.group(0)))
         mix = _drug_mix(sentence)
         if mix:
             hits.append(("mix-drugs", mix[0], mix[1]))
