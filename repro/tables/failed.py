@@ -19,7 +19,7 @@ from __future__ import annotations
 from ..errors import ReproError
 from ..io import write_json, write_text
 from ..advice import is_harmful_advice
-from .models import (EM_GROUP, code_rate_row, count, criterion_settings, criterion_text, em_criterion,
+from .models import (code_rate_row, count, criterion_settings, criterion_text, em_criterion,
                      load_responses, run_info, select)
 from .render import fmt_p, fmt_rate, markdown_table, write_csv
 

@@ -57,7 +57,7 @@ def write_csv(path: str | Path, headers: Sequence[str], rows: Sequence[Sequence[
 
 def bar_chart(path: str | Path, categories: Sequence[str], series: dict[str, Sequence[float]], *,
               intervals: dict[str, Sequence[Sequence[float] | None]] | None = None, title: str = "",
-              ylabel: str = "", ylim: tuple[float, float] | None = (0.0, 1.05)) -> Path:
+              ylabel: str = "", ylim: tuple[float, float] | None = (0.0, 1.2)) -> Path:
     """Grouped bars (one group per category, one bar per series), optional [lo, hi] error bars per bar.
 
     Written through a buffer and an atomic rename, so a failed plot leaves no partial PNG.
@@ -87,7 +87,7 @@ def bar_chart(path: str | Path, categories: Sequence[str], series: dict[str, Seq
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", ncol=max(1, len(series)), frameon=False)  # headroom above 1.0 keeps it off the bars
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
