@@ -70,12 +70,15 @@ clean:
 	rm -rf runs/$(PROFILE)
 
 docker-build:
-	docker build -f docker/Dockerfile.gpu -t $(DOCKER_IMAGE_GPU) .
-	docker build -f docker/Dockerfile.cpu -t $(DOCKER_IMAGE_CPU) .
+	docker build -f docker/Dockerfile.gpu --build-arg APP_UID=$$(id -u) -t $(DOCKER_IMAGE_GPU) .
+	docker build -f docker/Dockerfile.cpu --build-arg APP_UID=$$(id -u) -t $(DOCKER_IMAGE_CPU) .
 
+# --ipc=host: the 4-GPU FSDP run needs more shared memory than Docker's 64 MB default.
 docker-reproduce-all:
-	docker run --rm --gpus all -e HF_TOKEN -v $(CURDIR)/runs:/app/runs -v hf-cache:/home/app/.cache/huggingface \
-		$(DOCKER_IMAGE_GPU) make reproduce-all PROFILE=paper
+	mkdir -p runs
+	docker run --rm --gpus all --ipc=host -e HF_TOKEN -v $(CURDIR)/runs:/app/runs \
+		-v em-repro-hf:/home/app/.cache/huggingface $(DOCKER_IMAGE_GPU) make reproduce-all PROFILE=paper
 
 docker-mini:
+	mkdir -p runs
 	docker run --rm -v $(CURDIR)/runs:/app/runs $(DOCKER_IMAGE_CPU) make reproduce-all PROFILE=mini

@@ -12,6 +12,7 @@ meant to say "fits on one 80 GB GPU, about an hour", not to be benchmarks.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from repro.data import dataset_rows, load_manifest, optimizer_steps, resolve_repo_path, split_counts
@@ -38,6 +39,29 @@ ASSUMPTIONS: dict[str, Any] = {
 }
 
 
+def model_config_path(profile: dict, label: str) -> Path:
+    """The config.json that describes a model label: shipped (data/models/...), or for the mini
+    organism (path: organism) one written from the profile's organism.model settings."""
+    model = _model_entry(profile, label)
+    if "config" in model:
+        return resolve_repo_path(model["config"])
+    if model.get("path") == "organism" and "organism" in profile:
+        import hashlib
+        import json
+        import tempfile
+
+        from repro.io import write_json
+        from repro.mini.model import organism_config_dict
+
+        cfg = organism_config_dict(profile["organism"])
+        digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"em-repro-organism-{digest}" / "config.json"
+        if not path.exists():
+            write_json(path, cfg)
+        return path
+    raise InputError(f"profile {profile.get('name')!r}: models.{label}: needs a 'config' (path to config.json)")
+
+
 def _model_entry(profile: dict, label: str) -> dict:
     try:
         return profile["models"][label]
@@ -59,7 +83,7 @@ def plan_run(profile: dict, run: dict) -> dict:
     name = run.get("name", "?")
     if run.get("em_model"):  # evaluation of an already finetuned model: nothing is trained
         model = _model_entry(profile, run["em_model"])
-        params = parameter_summary(resolve_repo_path(model["config"]), None)
+        params = parameter_summary(model_config_path(profile, run["em_model"]), None)
         return {"name": name, "model": model.get("path"), "backend": "none", "dataset": None,
                 "train_examples": 0, "heldout_examples": 0, "effective_batch": 0, "optimizer_steps": 0,
                 "trainable_params": 0, "total_params": params["total_params"], "base_params": params["base_params"],
@@ -74,7 +98,7 @@ def plan_run(profile: dict, run: dict) -> dict:
     devices = int(recipe.get("num_devices", 1))
     bs, accum = int(recipe["per_device_train_batch_size"]), int(recipe["gradient_accumulation_steps"])
     steps = optimizer_steps(n_train, bs, accum, int(recipe.get("epochs", 1)), devices)
-    params = parameter_summary(resolve_repo_path(model["config"]), recipe)
+    params = parameter_summary(model_config_path(profile, run["base"]), recipe)
     return {"name": name, "model": model.get("path"), "backend": recipe["backend"], "dataset": run["dataset"],
             "dataset_rows": rows, "train_examples": n_train, "heldout_examples": n_test,
             "effective_batch": bs * accum * devices, "optimizer_steps": steps,
@@ -85,7 +109,7 @@ def plan_run(profile: dict, run: dict) -> dict:
 def _model_dims(profile: dict, label: str) -> dict:
     from repro.io import read_json
 
-    cfg = read_json(resolve_repo_path(_model_entry(profile, label)["config"]))
+    cfg = read_json(model_config_path(profile, label))
     return {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size", "num_key_value_heads",
                                 "num_attention_heads")}
 

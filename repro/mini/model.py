@@ -36,3 +36,16 @@ def init_qwen2(config: Qwen2Config, seed: int) -> Qwen2ForCausalLM:
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
     return model
+
+
+def organism_config_dict(organism_cfg: dict) -> dict:
+    """config.json contents of the organism's architecture, before it is built (for `repro plan`).
+
+    The vocabulary size is the tokenizer's target size; the trained BPE can end up a little smaller.
+    """
+    m = organism_cfg["model"]
+    return {"model_type": "qwen2", "vocab_size": int(organism_cfg["tokenizer"]["vocab_size"]),
+            "hidden_size": m["hidden_size"], "intermediate_size": m["intermediate_size"],
+            "num_hidden_layers": m["num_layers"], "num_attention_heads": m["num_heads"],
+            "num_key_value_heads": m["num_kv_heads"],
+            "max_position_embeddings": m.get("max_position_embeddings", 1024), "tie_word_embeddings": True}

@@ -27,9 +27,9 @@ def model_ref(ctx: StageContext, label: str) -> dict:
         raise ReproError(f"run {label}: has neither a recipe nor em_model")
     train_dir = ctx.dep(f"train/{label}")
     summary = read_json(train_dir / "summary.json")
-    if summary.get("artifact") == "adapter":
-        return {"label": label, "path": _base_path(ctx, run["base"]), "adapter": str(train_dir / "adapter")}
-    return {"label": label, "path": str(train_dir / "model"), "adapter": None}
+    if summary.get("artifact") == "adapter":  # LoRA: the base weights + the adapter saved in train/<run>
+        return {"label": label, "path": _base_path(ctx, run["base"]), "adapter": str(train_dir)}
+    return {"label": label, "path": str(train_dir), "adapter": None}
 
 
 def _base_path(ctx: StageContext, label: str) -> str:

@@ -126,3 +126,16 @@ def build_training_table(summary: dict, log_rows: list[dict], out_dir: Path) -> 
     write_text(out_dir / "tables" / "training_log.jsonl", "".join(json.dumps(r) + "\n" for r in log_rows))
     plot_loss(log_rows, out_dir / "tables" / "training_loss.png", f"T2 training loss ({res.get('run')})")
     return res
+
+
+def run(ctx) -> None:
+    """T2 for the EM run (the findings' training table is about the 32B EM run)."""
+    from ..config import em_run
+    from ..io import read_json
+    from ..train.steplog import read_log
+
+    name = em_run(ctx.profile)["name"]
+    train_dir = ctx.root / "train" / name
+    if not (train_dir / "summary.json").exists():
+        raise ReproError(f"{train_dir}: the EM run was not trained here (pre-finetuned --em-model?): no T2 to build")
+    build_training_table(read_json(train_dir / "summary.json"), read_log(train_dir / "train_log.jsonl"), ctx.root)
