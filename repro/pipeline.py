@@ -86,7 +86,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
             add(Stage(f"train/{run['name']}", _action("repro.stages.train:run", run_name=run["name"]),
                       deps=("data",) + model_deps(profile, run["base"], options),
                       fingerprint={"run": run, "recipe": recipe_for(profile, run),
-                                   "base": profile["models"][run["base"]]}, needs_model=True,
+                                   "base": profile["models"][run["base"]]}, needs_model=True, resumable=True,
                       description=f"finetune {run['base']} with {recipe_for(profile, run)['backend']}"))
 
     behavior_cfg = {"behavior": profile["behavior"], "samples": options.get("samples", profile["behavior"].get("samples", 0)),

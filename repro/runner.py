@@ -49,6 +49,7 @@ class Stage:
     fingerprint: Any = None                    # the config fragment that determines the output
     cached: bool = True                        # False: render stage, always re-run
     needs_model: bool = False                  # loads model weights (GPU check for GPU profiles)
+    resumable: bool = False                    # keep a killed attempt's temp dir (checkpoints) for the next one
     description: str = ""
 
 
@@ -134,8 +135,13 @@ def run_stage(stage: Stage, ctx_args: dict, root: Path, key: str) -> dict:
     final = root / stage.name
     if stage.cached:
         tmp = final.parent / f".{final.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        key_file = tmp / ".stage-key"
+        # A resumable stage (training) picks up its own checkpoints after a kill, but only those
+        # written under the same config key; anything else in the temp dir is stale.
+        if not (stage.resumable and key_file.exists() and key_file.read_text() == key):
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key)
         out = tmp
     else:  # render stages write results/ and tables/ files (each atomically) under the run root
         out = root
@@ -146,7 +152,7 @@ def run_stage(stage: Stage, ctx_args: dict, root: Path, key: str) -> dict:
         with PeakRSS() as mem:
             stage.action(ctx)
     except BaseException:
-        if stage.cached:
+        if stage.cached and not stage.resumable:
             shutil.rmtree(out, ignore_errors=True)
         raise
     wall = time.perf_counter() - start
@@ -155,6 +161,7 @@ def run_stage(stage: Stage, ctx_args: dict, root: Path, key: str) -> dict:
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)
+        (out / ".stage-key").unlink(missing_ok=True)
         out.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     record = {"stage": stage.name, "key": key, "wall_seconds": round(wall, 3),

@@ -95,3 +95,28 @@ def test_gpu_profile_without_gpu_is_one_line_error(tmp_path, monkeypatch):
         run_pipeline(g, ["m"], profile={"name": "paper", "requires_gpu": True}, root=tmp_path, log=lambda s: None)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "m").exists()
+
+
+def test_resumable_stage_keeps_checkpoints_of_a_killed_attempt(tmp_path):
+    attempts = []
+
+    def action(ctx):
+        attempts.append(sorted(p.name for p in ctx.out.iterdir()))
+        (ctx.out / "checkpoint").write_text("step 2")
+        if len(attempts) == 1:
+            raise KeyboardInterrupt  # a kill mid-training
+
+    g = {"t": Stage("t", action, fingerprint=1, resumable=True)}
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(g, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
+    assert not (tmp_path / "t").exists()
+    run_pipeline(g, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
+    assert "checkpoint" in attempts[1]          # the second attempt saw the first one's checkpoint
+    assert not (tmp_path / "t" / ".stage-key").exists()
+    # a different config must not resume from stale checkpoints
+    g2 = {"t": Stage("t", action, fingerprint=2, resumable=True)}
+    (tmp_path / ".t.tmp").mkdir()
+    (tmp_path / ".t.tmp" / "checkpoint").write_text("old")
+    (tmp_path / ".t.tmp" / ".stage-key").write_text("other")
+    run_pipeline(g2, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
+    assert attempts[2] == [".stage-key"]
