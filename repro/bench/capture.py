@@ -16,6 +16,7 @@ agreement do not depend on what the weights learned.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def _best_time(fn, repeats: int):
 
 
 def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: int = 0, *,
-                      batch_size: int = 64, repeats: int = 3, threads: int | None = None) -> dict:
+                      batch_size: int = 32, repeats: int = 3, threads: int | None = None) -> dict:
     """Time both captures (best of `repeats`, after a warm-up) and check they agree."""
     if threads is not None:
         torch.set_num_threads(threads)
@@ -127,6 +128,8 @@ def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: 
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
         "repeats": repeats,
+        # Other processes share the cores; the 1-minute load average tells how contended the run was.
+        "load_avg_1m": os.getloadavg()[0],
         "baseline_s": base_s,
         "ours_s": ours_s,
         "speedup": base_s / ours_s,
@@ -148,6 +151,7 @@ def print_table(result: dict) -> None:
         ("prompts (tokens min/mean/max)",
          f"{result['n_prompts']} ({result['tokens_min']}/{result['tokens_mean']:.1f}/{result['tokens_max']})"),
         ("batch size / threads / best of", f"{result['batch_size']} / {result['threads']} / {result['repeats']}"),
+        ("load average (1 min, after the run)", f"{result['load_avg_1m']:.2f}"),
         ("baseline: per-prompt hooks, full forward", f"{result['baseline_s']:.3f} s"),
         ("ours: capture_activations", f"{result['ours_s']:.3f} s"),
         ("speed-up", f"{result['speedup']:.1f}x"),
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model-dir", type=Path, default=None, help="a save_pretrained model directory")
     parser.add_argument("--n-prompts", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args(argv)
