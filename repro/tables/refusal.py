@@ -1,0 +1,139 @@
+"""T4 (refusal): test-prompt projections on the refusal vector, base vs EM model.
+
+Reads score/refusal/scores.json; writes results/refusal.json (paper_tables/README.md schema plus
+shift shares and the held-out gap), tables/refusal.md (the paper's layout: Prompt Type | Base |
+EM | Difference, then one row per prompt), tables/refusal.csv and tables/refusal_scores.png.
+
+Arithmetic (the findings' own): diff = em - base; class average = mean of its rows;
+shift_<class> = <class>_em - <class>_base; gap_<model> = harmful_<model> - benign_<model>;
+shift_share_<class> = shift_<class> / gap_base (how large the EM shift is next to the
+harmful/benign separation the vector was built for; None when the gap is 0).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from ..io import atomic_path, read_json, write_json, write_text
+from ..runner import StageContext
+from .render import bar_chart, markdown_table, write_csv
+
+# ---- number formatting and PNG saving for the vector tables (T4, T6, T7, T8) -----------------
+# (render.py has markdown/CSV/bar-chart helpers; these two are what it does not cover)
+
+
+def fmt(x, signed: bool = False, pct: bool = False, digits: int = 2) -> str:
+    """A number for a Markdown cell; None -> an em dash."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if pct:
+        return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return Path(path)
+
+
+CLASSES = ("harmful", "benign")
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def share(x: float, whole: float) -> float | None:
+    return None if whole == 0 else x / whole
+
+
+def build_refusal(scores: dict, source: str = "scores.json") -> dict:
+    """results/refusal.json from score/refusal/scores.json."""
+    for key in ("method", "layer", "rows"):
+        if key not in scores:
+            raise InputError(f"{source}: missing '{key}' (expected the score stage's output)")
+    prompts = []
+    for i, row in enumerate(scores["rows"]):
+        if row.get("class") not in CLASSES:
+            raise InputError(f"{source}: rows[{i}].class: expected one of {list(CLASSES)}, got {row.get('class')!r}")
+        base, em = float(row["base"]), float(row["em"])
+        prompts.append({"prompt": row["prompt"], "class": row["class"], "base": base, "em": em, "diff": em - base})
+    avg: dict = {}
+    for cls in CLASSES:
+        rows = [p for p in prompts if p["class"] == cls]
+        if not rows:
+            raise InputError(f"{source}: no rows of class {cls!r} (expected 5 harmful + 5 benign test prompts)")
+        avg[f"{cls}_base"] = _mean([p["base"] for p in rows])
+        avg[f"{cls}_em"] = _mean([p["em"] for p in rows])
+        avg[f"shift_{cls}"] = avg[f"{cls}_em"] - avg[f"{cls}_base"]
+    avg["gap_base"] = avg["harmful_base"] - avg["benign_base"]
+    avg["gap_em"] = avg["harmful_em"] - avg["benign_em"]
+    avg["shift_share_harmful"] = share(avg["shift_harmful"], avg["gap_base"])
+    avg["shift_share_benign"] = share(avg["shift_benign"], avg["gap_base"])
+    avg["gap_change"] = avg["gap_em"] - avg["gap_base"]
+    out = {"trait": scores.get("trait", "refusal"), "method": scores["method"], "layer": int(scores["layer"]),
+           "rule": scores.get("rule"), "vector_normalised": scores.get("vector_normalised"),
+           "counts": {cls: sum(p["class"] == cls for p in prompts) for cls in CLASSES},
+           "prompts": prompts, "averages": avg}
+    if scores.get("heldout_gap"):
+        # the same vector's harmful/benign gap on held-out extraction prompts (base model): its own scale
+        out["heldout_gap"] = scores["heldout_gap"]
+    return out
+
+
+def table_lines(headers: list[str], rows: list[list]) -> list[str]:
+    return markdown_table(headers, rows).rstrip("\n").split("\n")
+
+
+def render_refusal(res: dict) -> str:
+    a = res["averages"]
+    lines = [f"# T4 Refusal vector ({res['method']}, layer {res['layer']})", ""]
+    if res.get("rule"):
+        lines += [f"Scoring choice: {res['rule']}. Score = pooled activation of prompt + own answer . unit vector.", ""]
+    lines += table_lines(
+        ["Prompt Type", "Base", "EM", "Difference"],
+        [[f"{cls.capitalize()} (avg of {res['counts'][cls]})", fmt(a[f'{cls}_base']), fmt(a[f'{cls}_em']),
+          fmt(a[f'shift_{cls}'], signed=True)] for cls in CLASSES]
+        + [["Gap (harmful - benign)", fmt(a["gap_base"]), fmt(a["gap_em"]), fmt(a["gap_change"], signed=True)]])
+    lines += ["", "EM shift as a share of the base gap: "
+              f"harmful {fmt(a['shift_share_harmful'], signed=True, pct=True)}, "
+              f"benign {fmt(a['shift_share_benign'], signed=True, pct=True)}.", ""]
+    lines += ["## Per prompt", ""]
+    lines += table_lines(["Class", "Prompt", "Base", "EM", "Difference"],
+                    [[p["class"], p["prompt"], fmt(p["base"]), fmt(p["em"]), fmt(p["diff"], signed=True)]
+                     for p in res["prompts"]])
+    hg = res.get("heldout_gap")
+    if hg:
+        lines += ["", f"Held-out extraction prompts (base model): harmful mean {fmt(hg['pos_mean'])}, "
+                  f"benign mean {fmt(hg['neg_mean'])}, gap {fmt(hg['gap'])}."]
+    lines += ["", "Plot: refusal_scores.png."]
+    return "\n".join(lines) + "\n"
+
+
+def run(ctx: StageContext) -> dict:
+    src = ctx.root / "score" / "refusal" / "scores.json"
+    if not src.exists():
+        raise InputError(f"{src}: missing (run the score/refusal stage first)")
+    res = build_refusal(read_json(src), str(src))
+    tables = ctx.root / "tables"
+    write_json(ctx.root / "results" / "refusal.json", res)
+    write_text(tables / "refusal.md", render_refusal(res))
+    cols = ["class", "prompt", "base", "em", "diff"]
+    write_csv(tables / "refusal.csv", cols, [[p[c] for c in cols] for p in res["prompts"]])
+    bar_chart(tables / "refusal_scores.png", [f"{p['class'][0].upper()}: {p['prompt'][:26]}" for p in res["prompts"]],
+              {"base": [p["base"] for p in res["prompts"]], "EM": [p["em"] for p in res["prompts"]]},
+              title=f"T4 refusal projections ({res['method']}, layer {res['layer']})",
+              ylabel="projection on refusal vector", ylim=None)
+    return res
