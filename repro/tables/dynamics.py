@@ -104,9 +104,10 @@ def render_dynamics(res: dict, dyn: dict) -> str:
         raw = by_id[p["id"]]
         s = p["response_start"]
         lines += ["", f"## {p['id']}: first answer tokens", "", f"Question: {p['prompt']}", ""]
-        lines += table_lines(["#", "token"] + [f"{t} avg" for t in traits],
-                                [[i, _tok(raw["tokens"][i])] + [fmt(raw["avg"][t][i], signed=True) for t in traits]
-                                 for i in range(max(0, s - 1), min(len(raw["tokens"]), s + HEAD_TOKENS))])
+        lines += table_lines(["#", "part", "token"] + [f"{t} avg" for t in traits],
+                             [[i, "answer" if i >= s else "prompt", _tok(raw["tokens"][i])]
+                              + [fmt(raw["avg"][t][i], signed=True) for t in traits]
+                              for i in range(max(0, s - 1), min(len(raw["tokens"]), s + HEAD_TOKENS))])
         lines += ["", f"Plot: dynamics_{_slug(p['id'])}.png."]
     return "\n".join(lines) + "\n"
 
