@@ -147,14 +147,12 @@ def plot_heatmap(block: dict, trait: str, metric: str, path: Path) -> Path:
     else:
         im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     s = block["score"]
-    ax.scatter([s["layer"]], [methods.index(s["method"])], marker="s", s=60, facecolors="none", edgecolors="red",
-               label="scoring cell")
+    ax.scatter([s["layer"]], [methods.index(s["method"])], marker="s", s=60, facecolors="none", edgecolors="red")
     ax.set_yticks(range(len(methods)), methods)
     step = max(1, n_layers // 16)
     ax.set_xticks(range(0, n_layers, step))
     ax.set_xlabel("layer (output of decoder block)")
-    ax.set_title(f"T6 {trait}: {_LABELS[metric]}")
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
+    ax.set_title(f"T6 {trait}: {_LABELS[metric]} (red square: scoring cell)", fontsize=9)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return save_figure(fig, path)
