@@ -131,7 +131,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
         "refusal": ("score/refusal",),
         "failed": behavior_all,
         "extraction": tuple(f"vectors/{t}" for t in profile["vectors"]["traits"]),
-        "codemode": ("score/code_mode",) if "code_mode" in profile["vectors"]["traits"] else (),
+        "codemode": tuple(f"score/{t}" for t in ("code_mode", "refusal") if t in profile["vectors"]["traits"]),
         "dynamics": ("dynamics",),
     }
     if uses_organism(profile):
