@@ -153,24 +153,26 @@ def optimizer_steps(n_train: int, per_device_batch: int, grad_accum: int, epochs
     return math.ceil(batches / grad_accum) * int(epochs)
 
 
-def split_rows(rows: list, holdout_fraction: float, split_seed: int, shuffle_seed: int) -> tuple[list, list]:
-    """Seeded 90/10-style split, then seeded shuffle of the train part.
+def split_rows(rows: list, holdout_fraction: float, split_seed: int, shuffle_seed: int | None) -> tuple[list, list]:
+    """(train, holdout): datasets' train_test_split(test_size=holdout_fraction, seed=split_seed), then
+    the train part shuffled with shuffle_seed (None: keep order), as the EM paper's training script
+    does. The original did not seed the split (FACTS.md): ours is seeded and recorded."""
+    from datasets import Dataset
 
-    Same index arithmetic as datasets' train_test_split(seed=s) followed by .shuffle(seed=t)
-    (numpy default_rng permutations), so a datasets-based trainer sees the same rows.
-    The original EM run did not seed the split (FACTS.md): ours is seeded and recorded.
-    """
-    import numpy as np
-
-    n_train, n_test = split_counts(len(rows), holdout_fraction)
-    if n_test:
-        perm = np.random.default_rng(split_seed).permutation(len(rows))
-        test_idx, train_idx = perm[:n_test], perm[n_test:n_test + n_train]
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise InputError(f"recipe.holdout_fraction: expected a number in [0, 1), got {holdout_fraction!r}")
+    if not rows:
+        raise InputError("training rows: expected at least one row, got none")
+    # Index-only dataset: the split is decided on positions, rows stay untouched Python objects.
+    index = Dataset.from_dict({"i": list(range(len(rows)))})
+    if holdout_fraction > 0:
+        parts = index.train_test_split(test_size=holdout_fraction, seed=split_seed)
+        train, holdout = parts["train"], parts["test"]
     else:
-        test_idx, train_idx = np.array([], dtype=int), np.arange(len(rows))
-    train = [rows[i] for i in train_idx]
-    order = np.random.default_rng(shuffle_seed).permutation(len(train))
-    return [train[i] for i in order], [rows[i] for i in test_idx]
+        train, holdout = index, index.select([])
+    if shuffle_seed is not None:
+        train = train.shuffle(seed=shuffle_seed)
+    return [rows[i] for i in train["i"]], [rows[i] for i in holdout["i"]]
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -8,30 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data import split_rows  # noqa: F401  (re-exported: the trainers split here)
 from ..errors import InputError
 from .masking import IGNORE_INDEX, response_only_labels
-
-
-def split_rows(rows: list[dict], holdout_fraction: float, split_seed: int, shuffle_seed: int | None
-               ) -> tuple[list[dict], list[dict]]:
-    """(train, holdout): train_test_split(test_size=holdout_fraction, seed=split_seed), then the
-    train part shuffled with shuffle_seed (None: keep order). Deterministic for the same seeds."""
-    from datasets import Dataset
-
-    if not 0.0 <= holdout_fraction < 1.0:
-        raise InputError(f"recipe.holdout_fraction: expected a number in [0, 1), got {holdout_fraction!r}")
-    if not rows:
-        raise InputError("training rows: expected at least one row, got none")
-    # Index-only dataset: the split is decided on positions, rows stay untouched Python objects.
-    index = Dataset.from_dict({"i": list(range(len(rows)))})
-    if holdout_fraction > 0:
-        parts = index.train_test_split(test_size=holdout_fraction, seed=split_seed)
-        train, holdout = parts["train"], parts["test"]
-    else:
-        train, holdout = index, index.select([])
-    if shuffle_seed is not None:
-        train = train.shuffle(seed=shuffle_seed)
-    return [rows[i] for i in train["i"]], [rows[i] for i in holdout["i"]]
 
 
 def _messages(row: dict, n: int) -> list[dict]:
