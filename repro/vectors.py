@@ -67,11 +67,12 @@ def extract_vectors(
         raise InputError(f"vectors.ica_select: got {ica_select!r}; expected one of {list(ICA_SELECT)}")
 
     out: dict[str, torch.Tensor] = {}
-    # [L, D] class-mean difference, used by several methods
-    diff = torch.mean(pos, 0, dtype=torch.float64) - torch.mean(neg, 0, dtype=torch.float64)
+    mean_pos, mean_neg = _class_mean(pos, "pos"), _class_mean(neg, "neg")
+    diff = mean_pos - mean_neg  # [L, D], used by every method but random
     span = None
     if "probe" in methods or "ica" in methods:
-        span = DataSpan(torch.cat([pos, neg], 0))
+        pooled_mean = (len(pos) * mean_pos + len(neg) * mean_neg) / (len(pos) + len(neg))
+        span = DataSpan(torch.cat([pos, neg], 0), mean=pooled_mean)
     for name in methods:
         if name == "mean_diff":
             vec = diff
@@ -101,11 +102,18 @@ def _check_inputs(pos, neg) -> tuple[torch.Tensor, torch.Tensor]:
             raise InputError(f"vectors.{label}: expected a float tensor, got {t.dtype}")
         if len(t) < 2:
             raise InputError(f"vectors.{label}: need at least 2 examples, got {len(t)}")
-        if not torch.isfinite(t).all():
-            raise InputError(f"vectors.{label}: activations contain NaN or inf")
     if pos.shape[1:] != neg.shape[1:]:
         raise InputError(f"vectors: pos {tuple(pos.shape)} and neg {tuple(neg.shape)} differ in [L, D]")
     return pos.float(), neg.float()
+
+
+def _class_mean(t: torch.Tensor, label: str) -> torch.Tensor:
+    """float64 mean over examples; doubles as the NaN/inf check (any non-finite entry makes its
+    column's float64 sum non-finite, and finite float32 values cannot overflow a float64 sum)."""
+    mean = torch.mean(t, 0, dtype=torch.float64)
+    if not torch.isfinite(mean).all():
+        raise InputError(f"vectors.{label}: activations contain NaN or inf")
+    return mean
 
 
 def method_seed(seed: int, method: str) -> int:
@@ -116,7 +124,7 @@ def method_seed(seed: int, method: str) -> int:
 
 @contextlib.contextmanager
 def small_ops_threads(n: int = 1):
-    """Run loops of many small tensor ops (Newton, FastICA, Adam) on `n` intra-op threads.
+    """Run many small tensor ops (Newton, FastICA, Adam, batched eigh) on `n` intra-op threads.
 
     Why: on a busy 2-core machine, torch's thread pool spin-waits on every tiny op; we measured
     FastICA's 50x50 iterations 8x slower on 2 threads than on 1 under load. Big matmuls (the
@@ -128,6 +136,13 @@ def small_ops_threads(n: int = 1):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def _eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Batched eigh of many n x n matrices: 0.12 s on 1 thread vs 3-5 s on 2 threads (measured,
+    # 64 x 200 x 200, busy 2-core box): LAPACK per matrix gains nothing from the thread pool.
+    with small_ops_threads():
+        return torch.linalg.eigh(a)
 
 
 def _orient(vec: torch.Tensor, diff: torch.Tensor) -> torch.Tensor:
@@ -148,11 +163,11 @@ class DataSpan:
     feature space are recovered as Xc^T a for coefficients a [L, n] (`back_map`).
     """
 
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, mean: torch.Tensor | None = None):
         self.x = x  # [n, L, D] float32, not copied
         n, L, D = x.shape
         self.n, self.L, self.D = n, L, D
-        self.mean = torch.mean(x, 0, dtype=torch.float64)  # [L, D]
+        self.mean = torch.mean(x, 0, dtype=torch.float64) if mean is None else mean  # [L, D]
         # float32 Gram of centred rows (centring first keeps float32 accurate even with the large
         # mean components of real activations); eigen-decomposition in float64.
         gram = torch.empty(L, n, n, dtype=torch.float32)
@@ -161,7 +176,7 @@ class DataSpan:
             torch.bmm(xc, xc.transpose(1, 2), out=gram[sl])
         gram = gram.double()
         self.gram = 0.5 * (gram + gram.transpose(1, 2))
-        evals, evecs = torch.linalg.eigh(self.gram)  # ascending
+        evals, evecs = _eigh(self.gram)  # ascending
         self.evals = evals.flip(-1).clamp_min(0.0)  # [L, n] descending
         self.evecs = evecs.flip(-1)  # [L, n, n], column j <-> evals[:, j]
         # float32 Gram: eigenvalues below ~1e-6 of the largest are rounding noise (and centring
@@ -195,8 +210,10 @@ def fit_probe(pos: torch.Tensor, neg: torch.Tensor, C: float = PROBE_C) -> tuple
     of sklearn LogisticRegression(C=C, penalty="l2", fit_intercept=True).
     """
     pos, neg = _check_inputs(pos, neg)
+    mean_pos, mean_neg = _class_mean(pos, "pos"), _class_mean(neg, "neg")
+    pooled_mean = (len(pos) * mean_pos + len(neg) * mean_neg) / (len(pos) + len(neg))
     y = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).double()
-    return fit_probe_span(DataSpan(torch.cat([pos, neg], 0)), y, C=C)
+    return fit_probe_span(DataSpan(torch.cat([pos, neg], 0), mean=pooled_mean), y, C=C)
 
 
 def fit_probe_span(span: DataSpan, y: torch.Tensor, C: float = PROBE_C) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,8 +330,8 @@ def ica_vectors(span: DataSpan, n_pos: int, seed: int, select: str = "first",
     x1 = (v.transpose(1, 2) * n ** 0.5)  # whitened data [L, nc, n]
 
     w_init = np.random.RandomState(seed).normal(size=(nc, nc))
-    w = _sym_decorrelation(torch.as_tensor(w_init, dtype=torch.float64).expand(span.L, nc, nc))
     with small_ops_threads():
+        w = _sym_decorrelation(torch.as_tensor(w_init, dtype=torch.float64).expand(span.L, nc, nc))
         w = _fastica_parallel(w, x1, n, max_iter, tol)
 
     sources = w @ v.transpose(1, 2)  # [L, nc, n]: sklearn's S^T before unit-variance scaling
@@ -378,7 +395,7 @@ def pca_diff_vectors(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     for sl in _layer_chunks(n, L, D):
         d = (pos[:k, sl] - neg[:k, sl]).permute(1, 0, 2)
         d = d - d.mean(1, keepdim=True)
-        evals, evecs = torch.linalg.eigh((d @ d.transpose(1, 2)).double())
+        evals, evecs = _eigh((d @ d.transpose(1, 2)).double())
         top = evecs[:, :, -1]  # [l, k] eigenvector of the largest eigenvalue
         pc = torch.einsum("lkd,lk->ld", d, top.float()).double()
         norm = pc.norm(dim=-1, keepdim=True)

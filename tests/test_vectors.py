@@ -279,3 +279,23 @@ def test_bench_runs_small_and_agrees():
     assert result["cosine_batched_vs_loop"]["mean_diff"] >= 0.999
     assert result["cosine_batched_vs_loop"]["gradient"] >= 0.999
     assert set(result["seconds"]["loop"]) == set(METHODS) and result["total_batched_s"] > 0
+
+
+def test_probe_matches_sklearn_on_skewed_spectrum():
+    # Real residual streams have a few huge-mean dimensions and feature scales over orders of
+    # magnitude; the float32 Gram + float64 dual solve must still agree with sklearn.
+    from sklearn.linear_model import LogisticRegression
+
+    gen = torch.Generator().manual_seed(8)
+    dim, n = 1500, 80
+    scales = torch.logspace(-2, 2, dim)[torch.randperm(dim, generator=gen)]
+    mean = 5.0 * torch.randn(1, dim, generator=gen)
+    mean[:, :3] = 500.0
+    direction = torch.randn(1, dim, generator=gen)
+    direction /= direction.norm()
+    pos = (torch.randn(n, 1, dim, generator=gen) * scales + mean + direction)
+    neg = (torch.randn(n, 1, dim, generator=gen) * scales + mean - direction)
+    coef, _ = fit_probe(pos, neg)
+    x = torch.cat([pos[:, 0], neg[:, 0]]).numpy()
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=42).fit(x, np.r_[np.ones(n), np.zeros(n)])
+    assert float(cos(coef[0], torch.from_numpy(clf.coef_[0]).double())) >= 0.99
