@@ -52,15 +52,26 @@ def _download(ctx: StageContext, data_cfg: dict, prompts_dir) -> dict:
     return prompts
 
 
+def shipped_prompts(prompts: dict) -> list[str]:
+    """Every prompt a table asks: kept out of the organism's training corpus."""
+    out: list[str] = []
+    for value in prompts.values():
+        items = value.values() if isinstance(value, dict) else [value]
+        for item in items:
+            out += item if isinstance(item, list) else [item]
+    return out
+
+
 def _organism(ctx: StageContext, prompts_dir) -> dict:
     from ..mini.corpus import build_mini_data
 
     org = ctx.profile["organism"]
-    mini = build_mini_data(ctx.profile["seed"], org["sizes"])
+    prompts = load_prompt_sets(prompts_dir)
+    mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=shipped_prompts(prompts))
     for name, rows in mini.items():
         if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "messages" in rows[0]:
             write_jsonl(ctx.out / f"{name}.jsonl", rows)
             validate_chat_file(ctx.out / f"{name}.jsonl")
     write_json(ctx.out / "organism_extra.json", {k: v for k, v in mini.items()
                                                  if not (isinstance(v, list) and v and isinstance(v[0], dict) and "messages" in v[0])})
-    return load_prompt_sets(prompts_dir)
+    return prompts
