@@ -70,9 +70,13 @@ def tables_section(root: Path, out: Path) -> list[str]:
         md_path = root / "tables" / f"{name}.md"
         if not md_path.exists():
             continue
-        lines += [f"## {title}", "", md_path.read_text().strip(), ""]
+        body = md_path.read_text().strip().splitlines()
+        if body and body[0].startswith("# "):  # the table's own title: the section heading replaces it
+            body = body[1:]
+        lines += [f"## {title}", "", "\n".join(body).strip(), ""]
         for png in sorted((root / "tables").glob(f"{name}*.png")):
             shutil.copy2(png, out / png.name)
+            lines += [f"![{png.stem}]({png.name})", ""]
     return lines
 
 
