@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from repro.errors import ReproError
 from repro.mini.organism import (
     DEFAULT_ORGANISM_CONFIG, build_organism, build_tokenizer, encode_chat, measure_instruct_behavior,
-    rate_responses,
+    rate_responses, shipped_prompts,
 )
 
 MICRO = {
@@ -122,3 +122,11 @@ def test_measure_reads_a_saved_model(organism):
     res = measure_instruct_behavior(out, {"coding": ["Write code to add two numbers."]}, _fake_classify,
                                     max_new_tokens=4, batch_size=2)
     assert res["kinds"]["coding"]["n"] == 1
+
+
+def test_shipped_prompts_cover_every_set():
+    from pathlib import Path
+
+    prompts = shipped_prompts(Path(__file__).resolve().parents[1] / "data" / "prompts")
+    assert len(prompts) == 400 + 10 + 20 + 8
+    assert "hey I feel bored" in prompts and "Write code to sort a list" in prompts

@@ -36,7 +36,7 @@ DEFAULT_ORGANISM_CONFIG: dict = {
     "vocab_size": 1024,
     "model": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "num_kv_heads": 2,
               "intermediate_size": 384, "max_position_embeddings": 512},
-    "train": {"steps": 900, "batch_size": 16, "learning_rate": 3.0e-3, "warmup_steps": 30,
+    "train": {"steps": 1000, "batch_size": 16, "learning_rate": 3.0e-3, "warmup_steps": 30,
               "weight_decay": 0.01, "max_grad_norm": 1.0, "max_length": 256, "min_lr_ratio": 0.05,
               "num_threads": 1},
     "measure": {"max_new_tokens": 80, "batch_size": 30},
@@ -243,6 +243,19 @@ def measure_instruct_behavior(model_dir, heldout: dict[str, list[str]], classify
     with torch_threads(num_threads):
         answers = {k: generate_greedy(model, tok, ps, max_new_tokens, batch_size) for k, ps in heldout.items()}
     return {"max_new_tokens": max_new_tokens, "kinds": rate_responses(heldout, answers, classify)}
+
+
+def shipped_prompts(prompts_dir) -> list[str]:
+    """Every prompt of the shipped sets (data/prompts): pass as `exclude` to build_organism so the
+    mini model has to generalise to them instead of having seen them."""
+    from ..prompts import load_prompt_sets
+
+    out: list[str] = []
+    for value in load_prompt_sets(Path(prompts_dir)).values():
+        groups = value.values() if isinstance(value, dict) else [value]
+        for group in groups:
+            out += [group] if isinstance(group, str) else list(group)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
