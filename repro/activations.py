@@ -16,12 +16,15 @@ tokenisation; `natural_elicitation` returns them as prompt_len_tokens).
 
 Speed (the `make bench` capture benchmark compares this with a per-prompt hook loop):
 - the LM head is never run: we call the inner decoder (`model.model`) directly;
-- texts are sorted by length and batched (length bucketing), order restored at the end;
+- texts are sorted by length and batched (length bucketing, `plan_batches`; optionally capped by
+  padded tokens per batch), order restored at the end;
 - each block's output is pooled inside its forward hook, so at most one [B, T, D] block output
   is alive at a time and only [B, L, D] is kept per batch;
-- right padding without an attention mask: with causal attention a real token never attends to
-  a later (pad) position, so real-token states are exact and sdpa can take its is_causal fast
-  path instead of a materialised padding mask; pad positions get pooling weight 0;
+- right padding with an ALL-ONES attention mask: with causal attention a real token never attends
+  to a later (pad) position, so real-token states are exact; pad positions get pooling weight 0.
+  The all-ones mask (not None) is what lets transformers skip the 4-D mask and call sdpa with
+  is_causal: with mask=None, 4.57 runs "packed sequence" detection and always materialises a
+  mask (measured: 0.29 -> 0.17 s for 200 prompts on the mini model, 1 thread);
 - torch.inference_mode, float32 pooling, one device->CPU copy per batch.
 """
 
@@ -93,13 +96,36 @@ def pooling_weights(pooling: str, length: int, prompt_length: int | None, index:
     return w
 
 
+def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Length buckets: indices sorted by length, cut into batches of at most `batch_size` rows and
+    (if given) at most `max_batch_tokens` padded tokens (rows x longest row; a single over-long
+    row still gets its own batch)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        cur = batches[-1] if batches else None
+        # Sorted ascending, so adding i makes lengths[i] the batch width.
+        if cur is None or len(cur) >= batch_size or (
+                max_batch_tokens is not None and (len(cur) + 1) * lengths[i] > max_batch_tokens):
+            batches.append([i])
+        else:
+            cur.append(i)
+    return batches
+
+
 def capture_activations(model, tokenizer, texts: list[str], *, pooling: str, batch_size: int,
-                        prompt_lengths: Sequence[int] | None = None, progress: bool = True) -> torch.Tensor:
-    """Pooled residual stream after every decoder block: float32 [N, L, D] in the order of `texts`."""
+                        prompt_lengths: Sequence[int] | None = None, progress: bool = True,
+                        max_batch_tokens: int | None = None) -> torch.Tensor:
+    """Pooled residual stream after every decoder block: float32 [N, L, D] in the order of `texts`.
+
+    max_batch_tokens: optional cap on padded tokens per batch (rows x width) on top of batch_size.
+    """
     if pooling not in POOLINGS:
         raise InputError(f"pooling: expected one of {list(POOLINGS)}, got {pooling!r}")
     if batch_size < 1:
         raise InputError(f"batch_size: expected >= 1, got {batch_size}")
+    if max_batch_tokens is not None and max_batch_tokens < 1:
+        raise InputError(f"max_batch_tokens: expected >= 1 or None, got {max_batch_tokens}")
     ids = encode_texts(tokenizer, texts)
     if prompt_lengths is not None and len(prompt_lengths) != len(ids):
         raise InputError(f"prompt_lengths: expected {len(ids)} values (one per text), got {len(prompt_lengths)}")
@@ -111,7 +137,7 @@ def capture_activations(model, tokenizer, texts: list[str], *, pooling: str, bat
     weights = [pooling_weights(pooling, len(row), None if prompt_lengths is None else int(prompt_lengths[i]), i)
                for i, row in enumerate(ids)]
 
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batches = plan_batches([len(row) for row in ids], batch_size, max_batch_tokens)
     state: dict = {"w": None, "pooled": [None] * n_layers}
 
     def make_hook(layer_idx: int):
@@ -125,9 +151,7 @@ def capture_activations(model, tokenizer, texts: list[str], *, pooling: str, bat
     out = None
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, len(order), batch_size), desc="activations",
-                              disable=None if progress else True):
-                idx = order[start:start + batch_size]
+            for idx in tqdm(batches, desc="activations", disable=None if progress else True):
                 width = len(ids[idx[-1]])  # sorted: the last is the longest
                 input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
                 w = torch.zeros((len(idx), width), dtype=torch.float32)
@@ -135,7 +159,9 @@ def capture_activations(model, tokenizer, texts: list[str], *, pooling: str, bat
                     input_ids[r, :len(ids[i])] = torch.tensor(ids[i])
                     w[r, :len(ids[i])] = weights[i]
                 state["w"] = w.to(device)
-                decoder(input_ids=input_ids.to(device), use_cache=False)  # no mask: see module docstring
+                # An all-ones mask (not None): see the module docstring.
+                decoder(input_ids=input_ids.to(device), attention_mask=torch.ones_like(input_ids, device=device),
+                        use_cache=False)
                 pooled = torch.stack(state["pooled"], dim=1).cpu()  # [B, L, D]
                 if out is None:
                     out = torch.empty((len(ids), n_layers, dim or pooled.shape[-1]), dtype=torch.float32)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repro.activations import (POOLINGS, capture_activations, load_activations, natural_elicitation,
-                               save_activations, token_projections)
+                               plan_batches, save_activations, token_projections)
 from repro.errors import InputError, ReproError
 from repro.models import load_model, load_tokenizer
 
@@ -73,6 +73,46 @@ def test_padding_invariance(model, tok, pooling):
         alone = capture_activations(model, tok, [text], pooling=pooling, batch_size=1,
                                     prompt_lengths=[prompt_lengths[i]], progress=False)
         torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_plan_batches_sorted_capped_and_complete():
+    lengths = [5, 1, 9, 3, 3, 40, 2]
+    plan = plan_batches(lengths, batch_size=3, max_batch_tokens=10)
+    assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in plan for i in b]
+    assert flat == sorted(lengths)  # length buckets
+    for b in plan:
+        assert len(b) <= 3
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 10  # an over-long row goes alone
+    assert plan_batches(lengths, batch_size=2) == [[1, 6], [3, 4], [0, 2], [5]]
+
+
+def test_token_capped_batches_give_the_same_activations(model, tok):
+    plain = capture_activations(model, tok, TEXTS, pooling="mean_all", batch_size=4, progress=False)
+    capped = capture_activations(model, tok, TEXTS, pooling="mean_all", batch_size=4, max_batch_tokens=12,
+                                 progress=False)
+    torch.testing.assert_close(plain, capped, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="max_batch_tokens"):
+        capture_activations(model, tok, TEXTS, pooling="mean_all", batch_size=4, max_batch_tokens=0)
+
+
+def test_no_materialised_causal_mask(model, tok, monkeypatch):
+    # Speed: the all-ones attention mask lets transformers skip building a 4-D mask (sdpa then uses
+    # its is_causal kernel); with attention_mask=None, 4.57 builds one for "packed sequence" detection.
+    from transformers import masking_utils
+
+    built = []
+    real = masking_utils.sdpa_mask
+
+    def spy(*args, **kwargs):
+        mask = real(*args, **kwargs)
+        built.append(mask)
+        return mask
+
+    monkeypatch.setitem(masking_utils.ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, "sdpa", spy)
+    capture_activations(model, tok, TEXTS, pooling="mean_all", batch_size=4, progress=False)
+    assert model.config._attn_implementation == "sdpa"
+    assert built and all(m is None for m in built)
 
 
 def test_pooling_rules_hand_checked(model, tok):

@@ -92,8 +92,14 @@ def _best_time(fn, repeats: int):
 
 
 def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: int = 0, *,
-                      batch_size: int = 32, repeats: int = 3, threads: int | None = None) -> dict:
-    """Time both captures (best of `repeats`, after a warm-up) and check they agree."""
+                      batch_size: int = 32, repeats: int = 3, threads: int | None = None,
+                      max_batch_tokens: int | None = None) -> dict:
+    """Time both captures (best of `repeats`, after a warm-up) and check they agree.
+
+    Both sides run on the same torch thread count: first torch's default (or `threads`), then
+    pinned to 1 thread (on a busy 2-core box the thread pool's spin-waits can dominate small ops,
+    so each setting's ratio is reported; `speedup` is the first).
+    """
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -109,13 +115,25 @@ def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: 
     lengths = [len(ids) for ids in tok(texts).input_ids]
 
     ours_fn = lambda: capture_activations(model, tok, texts, pooling="mean_all", batch_size=batch_size,  # noqa: E731
-                                          progress=False)
+                                          progress=False, max_batch_tokens=max_batch_tokens)
     base_fn = lambda: baseline_capture(model, tok, texts)  # noqa: E731
-    baseline_capture(model, tok, texts[:4])  # warm-up: first-call allocations and kernel selection
-    capture_activations(model, tok, texts[:4], pooling="mean_all", batch_size=4, progress=False)
-    base_s, base = _best_time(base_fn, repeats)
-    ours_s, ours = _best_time(ours_fn, repeats)
+    default_threads = torch.get_num_threads()
+    runs = {}
+    for label, n_threads in (("default", default_threads), ("1_thread", 1)):
+        if label == "1_thread" and default_threads == 1:
+            break  # already measured on 1 thread
+        torch.set_num_threads(n_threads)
+        try:
+            baseline_capture(model, tok, texts[:4])  # warm-up: first-call allocations and kernel selection
+            capture_activations(model, tok, texts[:4], pooling="mean_all", batch_size=4, progress=False)
+            base_s, base = _best_time(base_fn, repeats)
+            ours_s, ours = _best_time(ours_fn, repeats)
+        finally:
+            torch.set_num_threads(default_threads)
+        runs[label] = {"threads": n_threads, "baseline_s": base_s, "ours_s": ours_s, "speedup": base_s / ours_s,
+                       "max_abs_diff": float((base - ours).abs().max()), "shape": list(ours.shape)}
     cfg = model.config
+    main = runs["default"]
     return {
         "model": source,
         "params": sum(p.numel() for p in model.parameters()),
@@ -126,15 +144,17 @@ def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: 
         "tokens_max": max(lengths),
         "tokens_mean": sum(lengths) / len(lengths),
         "batch_size": batch_size,
-        "threads": torch.get_num_threads(),
+        "max_batch_tokens": max_batch_tokens,
+        "threads": default_threads,
         "repeats": repeats,
         # Other processes share the cores; the 1-minute load average tells how contended the run was.
         "load_avg_1m": os.getloadavg()[0],
-        "baseline_s": base_s,
-        "ours_s": ours_s,
-        "speedup": base_s / ours_s,
-        "max_abs_diff": float((base - ours).abs().max()),
-        "shape": list(ours.shape),
+        "baseline_s": main["baseline_s"],
+        "ours_s": main["ours_s"],
+        "speedup": main["speedup"],
+        "max_abs_diff": max(r["max_abs_diff"] for r in runs.values()),
+        "shape": main["shape"],
+        "by_threads": runs,
     }
 
 
@@ -150,11 +170,17 @@ def print_table(result: dict) -> None:
         ("params / layers / hidden", f"{result['params']:,} / {result['layers']} / {result['hidden']}"),
         ("prompts (tokens min/mean/max)",
          f"{result['n_prompts']} ({result['tokens_min']}/{result['tokens_mean']:.1f}/{result['tokens_max']})"),
-        ("batch size / threads / best of", f"{result['batch_size']} / {result['threads']} / {result['repeats']}"),
+        ("batch size / max tokens / best of",
+         f"{result['batch_size']} / {result['max_batch_tokens'] or '-'} / {result['repeats']}"),
         ("load average (1 min, after the run)", f"{result['load_avg_1m']:.2f}"),
-        ("baseline: per-prompt hooks, full forward", f"{result['baseline_s']:.3f} s"),
-        ("ours: capture_activations", f"{result['ours_s']:.3f} s"),
-        ("speed-up", f"{result['speedup']:.1f}x"),
+    ]
+    for run in result["by_threads"].values():
+        rows += [
+            (f"[{run['threads']} thread(s)] baseline: per-prompt hooks, full forward", f"{run['baseline_s']:.3f} s"),
+            (f"[{run['threads']} thread(s)] ours: capture_activations", f"{run['ours_s']:.3f} s"),
+            (f"[{run['threads']} thread(s)] speed-up", f"{run['speedup']:.1f}x"),
+        ]
+    rows += [
         ("max |baseline - ours|", f"{result['max_abs_diff']:.2e}"),
     ]
     for k, v in rows:
@@ -169,10 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for the first measurement (default: torch's); a 1-thread one follows")
+    parser.add_argument("--max-batch-tokens", type=int, default=None, help="cap on padded tokens per batch")
     args = parser.parse_args(argv)
     result = run_capture_bench(args.model_dir, args.n_prompts, args.seed, batch_size=args.batch_size,
-                               repeats=args.repeats, threads=args.threads)
+                               repeats=args.repeats, threads=args.threads, max_batch_tokens=args.max_batch_tokens)
     print_table(result)
     return result
 
