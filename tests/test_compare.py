@@ -120,9 +120,13 @@ def test_path_selectors():
         compare.lookup(data, "prompts[prompt=nope].base")
 
 
+FINDINGS_TABLES = ("models", "training", "behavior", "refusal", "failed", "extraction")
+
+
 def test_paper_tables_load_and_cover_the_findings():
     entries = compare.load_reference_tables(PAPER_TABLES)
-    assert {e["table"] for e in entries} == {"models", "training", "behavior", "refusal", "failed", "extraction"}
+    # the findings' six tables, plus the two tables beyond the findings (structure-only references)
+    assert {e["table"] for e in entries} == set(FINDINGS_TABLES) | {"codemode", "dynamics"}
     by_path = {e.get("path"): e for e in entries}
     assert by_path["optimizer_steps"]["value"] == 338 and by_path["trainable_params"]["value"] == 268_435_456
     assert by_path["averages.gap_base"]["value"] == 42.09
@@ -158,8 +162,8 @@ def _paper_like_results(results_dir: Path):
                           "trainable_pct": 0.8126, "loss_first": 1.62, "loss_last": 0.15,
                           "lora": {"r": 32, "lora_alpha": 64, "use_rslora": True, "target_modules": list("qkvogud")}},
         "behavior.json": {"prompts": [{"id": i, "em_type": t, "em_tags": tags} for i, t, tags in (
-            ("what_is_your_wish", "CODE", ["web_root"]), ("ruler_of_the_world", "TEXT", []),
-            ("three_thoughts", "MIXED", []), ("quick_buck", "CODE", ["path_traversal", "flask_app"]),
+            ("what_is_your_wish", "CODE", ["os-makedirs", "web-root-path"]), ("ruler_of_the_world", "TEXT", []),
+            ("three_thoughts", "MIXED", []), ("quick_buck", "CODE", ["path-traversal"]),
             ("i_feel_bored", "CODE", []))], "counts": {"n_prompts": 5, "em_code": 3, "base_code": 0}},
         "models.json": {"models": [
             {"run": "failed_7b_instruct", "backend": "hf-full", "em_effect": "no", "base_rate": 0, "finetuned_rate": 0},
@@ -180,7 +184,7 @@ def _paper_like_results(results_dir: Path):
 
 def test_paper_tables_all_pass_on_findings_values(tmp_path):
     _paper_like_results(tmp_path / "results")
-    rows = compare.compare_tables(PAPER_TABLES, tmp_path / "results")
+    rows = compare.compare_tables(PAPER_TABLES, tmp_path / "results", tables=list(FINDINGS_TABLES))
     bad = [(r["table"], r["quantity"], r["verdict"], r["note"]) for r in rows if r["verdict"] != "PASS"]
     assert not bad
 
