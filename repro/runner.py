@@ -185,6 +185,11 @@ def run_pipeline(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
             raise ReproError(f"profile {profile['name']}: needs a CUDA GPU for "
                              f"{next(n for n in todo if graph[n].needs_model)} and none is visible "
                              "(run the GPU Docker image, or PROFILE=mini on CPU)")
+    threads = (profile.get("runtime") or {}).get("torch_threads")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     records = []
     for name in order:
         stage = graph[name]

@@ -52,22 +52,14 @@ def _download(ctx: StageContext, data_cfg: dict, prompts_dir) -> dict:
     return prompts
 
 
-def shipped_prompts(prompts: dict) -> list[str]:
-    """Every prompt a table asks: kept out of the organism's training corpus."""
-    out: list[str] = []
-    for value in prompts.values():
-        items = value.values() if isinstance(value, dict) else [value]
-        for item in items:
-            out += item if isinstance(item, list) else [item]
-    return out
-
-
 def _organism(ctx: StageContext, prompts_dir) -> dict:
     from ..mini.corpus import build_mini_data
+    from ..mini.organism import shipped_prompts
 
     org = ctx.profile["organism"]
     prompts = load_prompt_sets(prompts_dir)
-    mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=shipped_prompts(prompts))
+    # every prompt a table asks stays out of the training corpus: the organism must generalise to it
+    mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=shipped_prompts(prompts_dir))
     for name, rows in mini.items():
         if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "messages" in rows[0]:
             write_jsonl(ctx.out / f"{name}.jsonl", rows)
