@@ -121,14 +121,33 @@ def closure(graph: dict[str, Stage], targets: list[str]) -> list[str]:
     return order
 
 
+HASH_LIMIT = 64 * 2**20  # files up to this size are hashed; larger ones (weights) are checked by size
+
+
+def artifact_manifest(stage_dir: Path) -> dict[str, list]:
+    """{relative path: [size, sha256 or None]} of a finished stage directory."""
+    from .io import sha256_file
+
+    out = {}
+    for path in sorted(p for p in stage_dir.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        out[str(path.relative_to(stage_dir))] = [size, sha256_file(path) if size <= HASH_LIMIT else None]
+    return out
+
+
 def is_fresh(root: Path, stage: Stage, key: str) -> bool:
+    """Cached and intact: same config key, and every artifact as it was written (size, sha256)."""
     rec = record_path(root, stage.name)
     if not stage.cached or not rec.exists() or not (root / stage.name).is_dir():
         return False
     try:
-        return read_json(rec).get("key") == key
+        record = read_json(rec)
     except (ValueError, OSError):
         return False  # a corrupted record means: redo the stage
+    if record.get("key") != key:
+        return False
+    expected = record.get("artifacts")
+    return expected is not None and artifact_manifest(root / stage.name) == expected
 
 
 def run_stage(stage: Stage, ctx_args: dict, root: Path, key: str) -> dict:
@@ -165,6 +184,7 @@ def run_stage(stage: Stage, ctx_args: dict, root: Path, key: str) -> dict:
         out.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     record = {"stage": stage.name, "key": key, "wall_seconds": round(wall, 3),
+              "artifacts": artifact_manifest(final) if stage.cached else None,
               "peak_rss_mb": round(mem.peak / 2**20, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "repro_version": __version__}
     write_json(record_path(root, stage.name), record)

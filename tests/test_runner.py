@@ -120,3 +120,21 @@ def test_resumable_stage_keeps_checkpoints_of_a_killed_attempt(tmp_path):
     (tmp_path / ".t.tmp" / ".stage-key").write_text("other")
     run_pipeline(g2, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
     assert attempts[2] == [".stage-key"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "flip"])
+def test_corrupted_cached_artifact_is_detected_and_redone(tmp_path, damage):
+    calls = []
+    g = _graph(calls)
+    _run(g, tmp_path)
+    target = tmp_path / "a" / "out.txt"
+    if damage == "truncate":
+        target.write_text("")
+    elif damage == "delete":
+        target.unlink()
+    else:
+        target.write_text("x")  # same size as "a", different content
+    assert not is_fresh(tmp_path, g["a"], stage_keys(g)["a"])
+    calls.clear()
+    _run(g, tmp_path)
+    assert calls[0] == "a" and target.read_text() == "a"
