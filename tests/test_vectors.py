@@ -279,6 +279,21 @@ def test_bench_runs_small_and_agrees():
     assert result["cosine_batched_vs_loop"]["mean_diff"] >= 0.999
     assert result["cosine_batched_vs_loop"]["gradient"] >= 0.999
     assert set(result["seconds"]["loop"]) == set(METHODS) and result["total_batched_s"] > 0
+    # Both baselines in one run: library-default thread pools and BLAS pinned to one thread.
+    assert set(result["speedup_by_loop"]) == {"library_default", "pinned_1"}
+    assert result["speedup"] == min(result["speedup_by_loop"].values())
+
+
+def test_mean_diff_exact_despite_huge_offset():
+    # The float32 class means are corrected by their residuals: a 1e4 offset must not eat the
+    # 1e-3-scale class difference (a plain float32 mean loses it to rounding).
+    gen = torch.Generator().manual_seed(5)
+    offset = 1e4 * torch.randn(1, 2, 64, generator=gen)
+    pos = offset + 1e-3 * torch.randn(50, 2, 64, generator=gen) + 1e-3
+    neg = offset + 1e-3 * torch.randn(50, 2, 64, generator=gen)
+    got = extract_vectors(pos, neg, ["mean_diff"])["mean_diff"].double()
+    want = pos.double().mean(0) - neg.double().mean(0)
+    assert torch.allclose(got, want, rtol=0, atol=1e-6), (got - want).abs().max()
 
 
 def test_probe_matches_sklearn_on_skewed_spectrum():
