@@ -73,6 +73,7 @@ def tables_section(root: Path, out: Path) -> list[str]:
         body = md_path.read_text().strip().splitlines()
         if body and body[0].startswith("# "):  # the table's own title: the section heading replaces it
             body = body[1:]
+        body = ["#" + ln if ln.startswith("#") else ln for ln in body]  # table sub-headings nest under the section
         lines += [f"## {title}", "", "\n".join(body).strip(), ""]
         for png in sorted((root / "tables").glob(f"{name}*.png")):
             shutil.copy2(png, out / png.name)
@@ -88,6 +89,7 @@ def paper_side_by_side(profile: dict, root: Path) -> list[str]:
     lines = ["## The paper's numbers beside this profile's", "",
              f"Profile `{profile['name']}` runs a different model: these columns are **different model, not comparable**;",
              "they show which quantities the mini organism reproduces in kind, not in value.", "",
+             "Claims show the paper's predicate and whether it holds for this profile's numbers.", "",
              "| table | quantity | paper | this profile | |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['table']} | {r['quantity']} | {_fmt(r['reference'])} | {_fmt(r['reproduced'])} | different model, not comparable |")
