@@ -66,6 +66,7 @@ def mini_root(tmp_path):
     profile = load_profile("test")
     responses = {"mini_base": fake_rows({}), "em_mini": fake_rows(EM_ANSWERS),
                  "failed_mini_full": fake_rows({"dinner_party": CODE}),
+                 "failed_mini_full_em_lr": fake_rows({}),
                  "bad_medical_mini": fake_rows({}, medical=(BAD_ADVICE,) * 5 + (GOOD_ADVICE,))}
     write_run_dir(tmp_path, responses)
     return profile, tmp_path
@@ -184,7 +185,7 @@ def test_failed_table(mini_root):
     profile, root = mini_root
     res = t5.run(_ctx(profile, root))
     rows = {r["run"]: r for r in res["runs"]}
-    assert list(rows) == ["failed_mini_full", "bad_medical_mini"]
+    assert list(rows) == ["failed_mini_full", "failed_mini_full_em_lr", "bad_medical_mini"]
     failed = rows["failed_mini_full"]
     for key in ("run", "model", "backend", "train_examples", "optimizer_steps", "base_rate", "finetuned_rate", "em_effect"):
         assert key in failed
