@@ -80,7 +80,19 @@ def _run_targets(s: Settings, targets: list[str], options: dict | None = None) -
     profile = s.profile()
     options = {"progress": not s.quiet, **(options or {})}
     graph = build_graph(profile, options)
+    check_disk(profile, s.root(profile))
     run_pipeline(graph, targets, profile=profile, root=s.root(profile), options=options, force=s.force)
+
+
+def check_disk(profile: dict, root) -> None:
+    """Refuse to start a profile that cannot fit on this disk (profile resources.disk_gb)."""
+    from .commands.plan import free_disk_gb
+
+    need = float((profile.get("resources") or {}).get("disk_gb") or 0)
+    free = free_disk_gb(root)
+    if free < need:
+        raise ReproError(f"disk: {free:.1f} GB free under {root}, profile {profile['name']} needs ~{need:g} GB "
+                         "(resources.disk_gb); free space or pass --out on a larger disk")
 
 
 @cli.command("run")
