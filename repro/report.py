@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .compare import REPO_ROOT, compare_tables, lookup, Missing, _fmt, summary
+from .compare import REPO_ROOT, _fmt, compare_tables, summary
 from .io import read_json, write_text
 
 TABLE_ORDER = [("organism", "Mini organism: base-model sanity checks"), ("models", "T1 Models tested"),

@@ -13,7 +13,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from repro.cli import cli, main  # noqa: F401  (main registers the helper commands)
+from repro.cli import cli
 from repro.pipeline import TABLES
 
 RESULTS = ("organism",) + tuple(t for t in TABLES)

@@ -14,7 +14,8 @@ from repro.errors import ReproError
 from repro.io import read_json, write_jsonl
 from repro.models import load_tokenizer
 from repro.train import resolve_trained_model, train_run
-from repro.train.dataset import render_chat, split_rows, tokenize_rows
+from repro.data import split_rows
+from repro.train.dataset import render_chat, tokenize_rows
 from repro.train.masking import IGNORE_INDEX, response_only_labels
 from repro.train.steplog import read_log
 

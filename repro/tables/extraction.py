@@ -16,8 +16,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import read_json, write_json, write_text
 from ..runner import StageContext
-from .refusal import table_lines, fmt, save_figure
-from .render import write_csv
+from .refusal import table_lines, fmt
+from .render import save_figure, write_csv
 
 PRIMARY_TRAIT = "refusal"
 GRID_KEYS = ("val_accuracy", "cohens_d", "polarity_correct", "auroc")

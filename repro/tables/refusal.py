@@ -12,10 +12,9 @@ harmful/benign separation the vector was built for; None when the gap is 0).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import InputError
-from ..io import atomic_path, read_json, write_json, write_text
+from ..io import read_json, write_json, write_text
 from ..runner import StageContext
 from .render import bar_chart, markdown_table, write_csv
 
@@ -32,20 +31,6 @@ def fmt(x, signed: bool = False, pct: bool = False, digits: int = 2) -> str:
     if pct:
         return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Save a matplotlib figure as PNG atomically and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return Path(path)
 
 
 CLASSES = ("harmful", "benign")

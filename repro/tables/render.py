@@ -89,6 +89,13 @@ def bar_chart(path: str | Path, categories: Sequence[str], series: dict[str, Seq
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", ncol=max(1, len(series)), frameon=False)  # headroom above 1.0 keeps it off the bars
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG atomically (render in memory, then temp file + rename) and close it."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

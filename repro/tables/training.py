@@ -11,12 +11,12 @@ wall_seconds, peak_rss_mb, peak_gpu_mb.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 from ..errors import ReproError
-from ..io import atomic_path, write_json, write_text
+from ..io import write_json, write_text
+from .render import save_figure
 
 _REQUIRED = ("run", "base_model", "examples", "optimizer_steps", "per_device_batch", "grad_accum",
              "trainable_params", "total_params", "trainable_pct")
@@ -108,12 +108,7 @@ def plot_loss(log_rows: list[dict], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return path
+    return save_figure(fig, path)
 
 
 def build_training_table(summary: dict, log_rows: list[dict], out_dir: Path) -> dict:

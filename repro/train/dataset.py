@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data import split_rows  # noqa: F401  (re-exported: the trainers split here)
 from ..errors import InputError
 from .masking import IGNORE_INDEX, response_only_labels
 

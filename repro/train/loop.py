@@ -216,3 +216,27 @@ def lora_block(recipe: dict) -> dict:
     return {"r": int(need(recipe, "r")), "alpha": int(need(recipe, "lora_alpha")),
             "dropout": float(recipe.get("lora_dropout", 0.0)), "rslora": bool(recipe.get("use_rslora", False)),
             "bias": recipe.get("lora_bias", "none"), "target_modules": list(need(recipe, "target_modules"))}
+
+
+def fit(model, tokenizer, features, *, args, res: Resolved, recipe: dict, run_name: str, base_model_path: str,
+        out_dir: Path, resume, prior: list[dict], main: bool, progress: bool, rows_total: int, n_holdout: int,
+        truncated: int, lora: dict | None, artifact: str) -> dict:
+    """The part every Trainer backend shares: config record, step log, Trainer, summary, final files."""
+    from transformers import Trainer
+
+    from .dataset import count_label_tokens, make_collator
+    from .steplog import LOG_NAME, StepLogCallback
+
+    trainable, total, pct = param_counts(model)
+    if main:
+        write_config(out_dir, run_name, base_model_path, res,
+                     {"training_arguments": {k: v for k, v in args.to_dict().items() if not k.startswith("_")}})
+    steplog = StepLogCallback(out_dir / LOG_NAME, progress=progress, prior_rows=prior)
+    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=make_collator(tokenizer),
+                      processing_class=tokenizer, callbacks=[steplog])
+    drop_printer(trainer)
+    summary = base_summary(run_name, base_model_path, recipe, res, examples=len(features), holdout=n_holdout,
+                           rows_total=rows_total, world_size=args.world_size, trainable=trainable,
+                           total=total, pct=pct, lora=lora)
+    summary.update(truncated_examples=truncated, label_tokens=count_label_tokens(features), artifact=artifact)
+    return run_and_finalise(trainer, tokenizer, out_dir=out_dir, resume=resume, steplog=steplog, summary=summary)

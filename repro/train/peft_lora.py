@@ -13,8 +13,8 @@ import torch
 from ..errors import ReproError
 from ..models import load_tokenizer
 from . import loop
-from .dataset import count_label_tokens, make_collator, split_rows, tokenize_rows
-from .steplog import LOG_NAME, StepLogCallback
+from ..data import split_rows
+from .dataset import count_label_tokens, tokenize_rows
 
 
 def load_base(base_model_path: str, bf16: bool):
@@ -43,7 +43,7 @@ def prepare_features(recipe: dict, rows: list[dict], tokenizer, *, response_only
 def train(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], out_dir: Path, *,
           progress: bool = True) -> dict:
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
 
     res = loop.resolve(recipe, bf16_wanted=True)  # the paper's script: bf16 where supported
     seed = int(recipe.get("seed", 0))
@@ -60,19 +60,7 @@ def train(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], o
     model = get_peft_model(load_base(base_model_path, res.bf16), LoraConfig(
         r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], use_rslora=lora["rslora"],
         bias=lora["bias"], target_modules=lora["target_modules"], task_type="CAUSAL_LM"))
-    trainable, total, pct = loop.param_counts(model)
-
-    if main:
-        loop.write_config(out_dir, run_name, base_model_path, res,
-                          {"training_arguments": {k: v for k, v in args.to_dict().items() if not k.startswith("_")}})
-    steplog = StepLogCallback(out_dir / LOG_NAME, progress=progress, prior_rows=prior)
-    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=make_collator(tokenizer),
-                      processing_class=tokenizer, callbacks=[steplog])
-    loop.drop_printer(trainer)
-    summary = loop.base_summary(run_name, base_model_path, recipe, res, examples=len(features), holdout=n_holdout,
-                                rows_total=len(rows), world_size=args.world_size, trainable=trainable,
-                                total=total, pct=pct, lora=lora)
-    summary.update(truncated_examples=truncated, label_tokens=count_label_tokens(features),
-                   artifact="adapter")
-    return loop.run_and_finalise(trainer, tokenizer, out_dir=out_dir, resume=resume, steplog=steplog,
-                                 summary=summary)
+    return loop.fit(model, tokenizer, features, args=args, res=res, recipe=recipe, run_name=run_name,
+                    base_model_path=base_model_path, out_dir=out_dir, resume=resume, prior=prior, main=main,
+                    progress=progress, rows_total=len(rows), n_holdout=n_holdout, truncated=truncated, lora=lora,
+                    artifact="adapter")

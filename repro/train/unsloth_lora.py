@@ -16,7 +16,8 @@ import torch
 
 from ..errors import ReproError
 from . import loop
-from .dataset import render_chat, split_rows
+from ..data import split_rows
+from .dataset import render_chat
 from .steplog import LOG_NAME, StepLogCallback
 
 INSTRUCTION_PART = "<|im_start|>user\n"
