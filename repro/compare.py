@@ -145,35 +145,35 @@ def _check(node: ast.AST, expr: str) -> None:
 
 def evaluate_claim(expr: str, results: dict) -> Any:
     """Value of a whitelisted expression over `results`; raises Missing when a path has no value."""
-    return _eval(check_expr(expr).body, results)
+    return _evaluate_node(check_expr(expr).body, results)
 
 
-def _eval(node: ast.AST, data: dict) -> Any:
+def _evaluate_node(node: ast.AST, data: dict) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, (ast.Name, ast.Attribute)):
         return lookup(data, _dotted(node))
     if isinstance(node, ast.BoolOp):
-        vals = (_eval(v, data) for v in node.values)
+        vals = (_evaluate_node(v, data) for v in node.values)
         return all(vals) if isinstance(node.op, ast.And) else any(vals)
     if isinstance(node, ast.BinOp):
-        return _BINOPS[type(node.op)](_eval(node.left, data), _eval(node.right, data))
+        return _BINOPS[type(node.op)](_evaluate_node(node.left, data), _evaluate_node(node.right, data))
     if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_eval(node.operand, data))
+        return _UNARY[type(node.op)](_evaluate_node(node.operand, data))
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, data)
+        left = _evaluate_node(node.left, data)
         for op, comp in zip(node.ops, node.comparators):
-            right = _eval(comp, data)
+            right = _evaluate_node(comp, data)
             if not _CMP[type(op)](left, right):
                 return False
             left = right
         return True
     if isinstance(node, (ast.Tuple, ast.List)):
-        return [_eval(v, data) for v in node.elts]
+        return [_evaluate_node(v, data) for v in node.elts]
     if isinstance(node, ast.Call):
         if node.func.id == "get":
             return lookup(data, node.args[0].value)
-        return _FUNCS[node.func.id](*[_eval(a, data) for a in node.args])
+        return _FUNCS[node.func.id](*[_evaluate_node(a, data) for a in node.args])
     raise InputError(f"claim: {type(node).__name__} not allowed")  # unreachable after check_expr
 
 
