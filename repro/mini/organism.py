@@ -181,28 +181,6 @@ def _train_loop(model, tokenizer, rows, train_cfg, rng, steps, bs, progress) -> 
 # ---------------------------------------------------------------------------------------------
 # generation and the instruct-behaviour check
 # ---------------------------------------------------------------------------------------------
-@torch.inference_mode()
-def generate_greedy(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy chat-template answers, batched with left padding (generation needs the prompt at the right)."""
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    outs: list[str] = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                   add_generation_prompt=True)
-                     for p in prompts[start:start + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
-                            return_token_type_ids=False)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
-            outs += tokenizer.batch_decode(new, skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-    return outs
-
-
 def _label(verdict) -> str:
     """classify() may return a label string, a dict with 'type', or an object with `.type`/`.label`."""
     if isinstance(verdict, str):
@@ -240,8 +218,12 @@ def measure_instruct_behavior(model_dir, heldout: dict[str, list[str]], classify
 
     tok = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir), device="cpu")
+    from ..generate import generate_responses
+
     with torch_threads(num_threads):
-        answers = {k: generate_greedy(model, tok, ps, max_new_tokens, batch_size) for k, ps in heldout.items()}
+        answers = {k: [r["response"] for r in generate_responses(
+            model, tok, ps, greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=0, progress=False)]
+            for k, ps in heldout.items()}
     return {"max_new_tokens": max_new_tokens, "kinds": rate_responses(heldout, answers, classify)}
 
 
@@ -280,9 +262,11 @@ def _swap_into_place(tmp_dir: Path, out_dir: Path) -> None:
 
 
 def build_organism(cfg: dict, out_dir, exclude: Iterable[str] = (), classify: Callable | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, data: dict | None = None) -> dict:
     """Data + tokenizer + pretrained Qwen2 into out_dir (atomic). Returns build_info.
 
+    `data`: the corpus (build_mini_data's keys) when the caller already has it, as the pipeline's
+    data stage does; otherwise it is generated here from cfg (seed, sizes, `exclude`).
     `exclude`: shipped evaluation prompts kept out of the training corpus.
     `classify`: if given, the held-out instruct-behaviour rates are measured and stored.
     """
@@ -291,8 +275,10 @@ def build_organism(cfg: dict, out_dir, exclude: Iterable[str] = (), classify: Ca
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    given = data is not None
     t = time.perf_counter()
-    data = build_mini_data(seed, cfg["sizes"], exclude=exclude)
+    if not given:
+        data = build_mini_data(seed, cfg["sizes"], exclude=exclude)
     timings["data_s"] = time.perf_counter() - t
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
@@ -306,14 +292,16 @@ def build_organism(cfg: dict, out_dir, exclude: Iterable[str] = (), classify: Ca
         timings["pretrain_s"] = result["seconds"]
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        data_dir = tmp / "organism_data"
-        for key in ("chat_train", "insecure", "bad_medical"):
-            write_jsonl(data_dir / f"{key}.jsonl", data[key])
-        write_json(data_dir / "heldout.json", {**data["heldout"], "medical": data["medical_heldout"]})
+        if not given:  # the pipeline keeps its data in the data stage; a standalone build keeps it here
+            data_dir = tmp / "organism_data"
+            for key in ("chat_train", "insecure", "bad_medical"):
+                write_jsonl(data_dir / f"{key}.jsonl", data[key])
+            write_json(data_dir / "heldout.json", {**data["heldout"], "medical": data["medical_heldout"]})
         write_jsonl(tmp / "pretrain_log.jsonl", result["log"])
         info = {
             "config": cfg,
             "n_parameters": sum(p.numel() for p in model.parameters()),
+            "n_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size,
             "vocab_size": len(tok),
             "counts": {k: len(data[k]) for k in ("chat_train", "insecure", "bad_medical")}
                       | {f"heldout_{k}": len(v) for k, v in data["heldout"].items()},

@@ -40,6 +40,6 @@ def render_organism(res: dict) -> str:
 
 
 def run(ctx) -> None:
-    res = build_organism(read_json(ctx.root / "organism" / "build_info.json"))
+    res = build_organism(read_json(ctx.root / "organism" / "model" / "build_info.json"))
     write_json(ctx.root / "results" / "organism.json", res)
     write_text(ctx.root / "tables" / "organism.md", render_organism(res))
