@@ -128,20 +128,25 @@ def run_info(profile: dict, run: dict, root: str | Path | None = None, options: 
     return {**info, "train_examples": n_train, "optimizer_steps": steps, "counts_source": "computed from the recipe"}
 
 
+def group_test(run: dict, base_rows: list[dict], ft_rows: list[dict], group: str, positive,
+               min_increase: float, alpha: float, expected: str) -> dict:
+    """The criterion on one prompt group: how often `positive` holds for the run's model vs its base."""
+    base_g, ft_g = select(base_rows, group), select(ft_rows, group)
+    if not base_g or not ft_g:
+        which = run["base"] if not base_g else run["name"]
+        raise ReproError(f"behavior/{which}/responses.jsonl: no '{group}' answers (expected {expected})")
+    kb, nb = count(base_g, positive)
+    kf, nf = count(ft_g, positive)
+    return {**em_criterion(kb, nb, kf, nf, min_increase, alpha), "decodings": decodings_of(base_g, ft_g)}
+
+
 def code_rate_row(profile: dict, run: dict, base_rows: list[dict], ft_rows: list[dict],
                   min_increase: float, alpha: float, root=None, options=None) -> dict:
     """run_info + the criterion on the em_questions answers of the run's model and its base."""
-    base_q, ft_q = select(base_rows, EM_GROUP), select(ft_rows, EM_GROUP)
-    if not base_q or not ft_q:
-        which = run["base"] if not base_q else run["name"]
-        raise ReproError(f"behavior/{which}/responses.jsonl: no '{EM_GROUP}' answers (expected the EM questions)")
-    kb, nb = count(base_q, is_code)
-    kf, nf = count(ft_q, is_code)
-    return {**run_info(profile, run, root, options), **em_criterion(kb, nb, kf, nf, min_increase, alpha),
-            "decodings": decodings_of(base_q, ft_q)}
+    return {**run_info(profile, run, root, options),
+            **group_test(run, base_rows, ft_rows, EM_GROUP, is_code, min_increase, alpha, "the EM questions")}
 
 
-# ----------------------------------------------------------------------------- T1
 def build_models(profile: dict, responses: dict[str, list[dict]], root=None, options=None) -> dict:
     """results/models.json: one row per run in profile order. `responses`: label -> behaviour rows."""
     min_inc, alpha = criterion_settings(profile)
