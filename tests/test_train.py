@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from repro.errors import ReproError
 from repro.io import read_json, write_jsonl
 from repro.models import load_tokenizer
-from repro.train import resolve_trained_model, train_run
+from repro.train import train_run
 from repro.data import split_rows
 from repro.train.dataset import render_chat, tokenize_rows
 from repro.train.masking import IGNORE_INDEX, response_only_labels
@@ -200,21 +200,6 @@ def test_unknown_backend_is_rejected(tiny_model_dir, tmp_path):
     with pytest.raises(ReproError, match="recipe.backend"):
         train_run("x", {"backend": "deepspeed"}, str(tiny_model_dir), _rows(4), tmp_path / "x")
 
-
-def test_resolve_trained_model(peft_run, tmp_path):
-    out, _ = peft_run
-    models = {"bad_medical": {"path": "ModelOrganismsForEM/Qwen2.5-7B-Instruct_bad-medical-advice"}}
-    pre = resolve_trained_model({"name": "bm", "em_model": "bad_medical"}, models, tmp_path)
-    assert pre == {"model": models["bad_medical"]["path"], "adapter": None, "trained": False}
-    flag = resolve_trained_model({"name": "em"}, models, out.parent, em_model="/some/em/model")
-    assert flag["model"] == "/some/em/model" and flag["trained"] is False
-    trained = resolve_trained_model({"name": "em"}, models, out.parent)
-    assert trained["adapter"] == str(out) and trained["trained"] is True
-    with pytest.raises(ReproError, match="not trained yet"):
-        resolve_trained_model({"name": "nope"}, models, out.parent)
-
-
-# ---- launch entry point and T2 -----------------------------------------------------------
 
 def test_launch_entry_point(tiny_model_dir, tmp_path):
     from repro.train.launch import launch_command, main, write_run_config

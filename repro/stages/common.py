@@ -26,6 +26,8 @@ def model_ref(ctx: StageContext, label: str) -> dict:
     if not trains(profile, run, options):
         raise ReproError(f"run {label}: has neither a recipe nor em_model")
     train_dir = ctx.dep(f"train/{label}")
+    if not (train_dir / "summary.json").exists():
+        raise ReproError(f"{train_dir}: run {label!r} not trained yet (expected summary.json); run the train stage")
     summary = read_json(train_dir / "summary.json")
     if summary.get("artifact") == "adapter":  # LoRA: the base weights + the adapter saved in train/<run>
         return {"label": label, "path": _base_path(ctx, run["base"]), "adapter": str(train_dir)}

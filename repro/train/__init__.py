@@ -11,7 +11,6 @@ import importlib
 from pathlib import Path
 
 from ..errors import ReproError
-from ..io import read_json
 
 BACKENDS = {"unsloth-lora": "unsloth_lora", "peft-lora": "peft_lora", "hf-full": "hf_full"}
 
@@ -24,27 +23,3 @@ def train_run(run_name: str, recipe: dict, base_model_path: str, rows: list[dict
         raise ReproError(f"recipe.backend: expected one of {sorted(BACKENDS)}, got {backend!r}")
     module = importlib.import_module(f".{BACKENDS[backend]}", __name__)
     return module.train(run_name, recipe, str(base_model_path), rows, Path(out_dir), progress=progress)
-
-
-def is_trained(out_dir: Path) -> bool:
-    return (Path(out_dir) / "summary.json").exists()
-
-
-def resolve_trained_model(run: dict, models: dict, train_dir: Path, *, em_model: str | None = None) -> dict:
-    """Where the finetuned model of `run` lives: {"model": path_or_id, "adapter": path|None, "trained": bool}.
-
-    em_model (the --em-model flag) or run["em_model"] (a label in the profile's `models`, or a hub
-    id / path) means no training: that model is used as is. Otherwise the run must have been
-    trained into train_dir/<run name> (summary.json present).
-    """
-    label = em_model or run.get("em_model")
-    if label:
-        path = models[label]["path"] if label in models else label
-        return {"model": str(path), "adapter": None, "trained": False}
-    out = Path(train_dir) / run["name"]
-    if not is_trained(out):
-        raise ReproError(f"{out}: run {run['name']!r} not trained yet (expected summary.json); run the train stage")
-    summary = read_json(out / "summary.json")
-    if summary.get("lora") is not None:
-        return {"model": summary["base_model"], "adapter": str(out), "trained": True}
-    return {"model": str(out), "adapter": None, "trained": True}
