@@ -26,8 +26,8 @@ from ..config import em_run
 from ..errors import InputError
 from ..io import read_json, read_jsonl, write_json, write_text
 from ..runner import StageContext
-from .refusal import table_lines, build_refusal, fmt, share
-from .render import save_figure, write_csv
+from .refusal import build_refusal, share
+from .render import fmt, save_figure, table_lines, write_csv
 
 SUPPORT_SHARE = 0.05  # the T4 claims call |shift| < 5% of the gap "small"
 

@@ -21,8 +21,7 @@ from ..classify import describe
 from ..errors import InputError
 from ..io import read_json, write_json, write_text
 from ..runner import StageContext
-from .refusal import table_lines, fmt
-from .render import save_figure, write_csv
+from .render import fmt, save_figure, table_lines, write_csv
 
 HEAD_TOKENS = 12  # answer tokens listed per prompt in the Markdown table
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import read_json, write_json, write_text
 from ..runner import StageContext
-from .refusal import table_lines, fmt
-from .render import save_figure, write_csv
+from .render import fmt, save_figure, table_lines, write_csv
 
 PRIMARY_TRAIT = "refusal"
 GRID_KEYS = ("val_accuracy", "cohens_d", "polarity_correct", "auroc")

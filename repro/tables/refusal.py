@@ -16,21 +16,10 @@ from __future__ import annotations
 from ..errors import InputError
 from ..io import read_json, write_json, write_text
 from ..runner import StageContext
-from .render import bar_chart, markdown_table, write_csv
+from .render import bar_chart, fmt, table_lines, write_csv
 
 # ---- number formatting and PNG saving for the vector tables (T4, T6, T7, T8) -----------------
 # (render.py has markdown/CSV/bar-chart helpers; these two are what it does not cover)
-
-
-def fmt(x, signed: bool = False, pct: bool = False, digits: int = 2) -> str:
-    """A number for a Markdown cell; None -> an em dash."""
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if pct:
-        return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
-    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
 CLASSES = ("harmful", "benign")
@@ -76,10 +65,6 @@ def build_refusal(scores: dict, source: str = "scores.json") -> dict:
         # the same vector's harmful/benign gap on held-out extraction prompts (base model): its own scale
         out["heldout_gap"] = scores["heldout_gap"]
     return out
-
-
-def table_lines(headers: list[str], rows: list[list]) -> list[str]:
-    return markdown_table(headers, rows).rstrip("\n").split("\n")
 
 
 def render_refusal(res: dict) -> str:

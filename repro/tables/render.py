@@ -29,6 +29,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines) + "\n"
 
 
+def table_lines(headers: list[str], rows: list[list]) -> list[str]:
+    return markdown_table(headers, rows).rstrip("\n").split("\n")
+
+
+def fmt(x, signed: bool = False, pct: bool = False, digits: int = 2) -> str:
+    """A number for a Markdown cell; None -> an em dash."""
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if pct:
+        return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
 def fmt_rate(k: int, n: int) -> str:
     return f"{k}/{n} ({k / n:.2f})" if n else "0/0"
 
