@@ -58,6 +58,10 @@ class ReproGroup(click.Group):
         except ReproError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # unwritable run directory, --out under a file, disk full: one line, not a traceback
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"error:{where}: {exc.strerror or exc} (check --out and free space)", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=ReproGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,7 +17,6 @@ PROFILES_DIR = PACKAGE_DIR / "profiles"
 # Data, reference tables and model configs live beside the package in the repository checkout
 # (the Makefile installs the package in editable mode, so this holds for every entry point).
 REPO_ROOT = PACKAGE_DIR.parent
-REQUIRED_KEYS = ("name", "seed", "data", "models", "runs", "behavior", "activations", "vectors")
 
 
 def available_profiles() -> list[str]:
@@ -59,29 +58,52 @@ def _resolve_path(name_or_path: str) -> Path:
     return path
 
 
-def load_profile(name_or_path: str, _seen: tuple = ()) -> dict:
-    """Load a profile by name (repro/profiles/NAME.yaml) or path; `extends: other` merges onto `other`."""
+class ProfileError(InputError):
+    """A profile that fails its schema or graph checks: every problem, one line each."""
+
+    def __init__(self, path, problems: list[str]):
+        self.path, self.problems = path, list(problems)
+        more = f" (+{len(problems) - 1} more: repro plan lists them all)" if len(problems) > 1 else ""
+        super().__init__(f"{path}: {problems[0]}{more}")
+
+
+def _merged(name_or_path: str, _seen: tuple = ()) -> tuple[dict, Path]:
     path = _resolve_path(name_or_path)
     if path in _seen:
         raise InputError(f"{path}: 'extends' forms a cycle")
     data = _read_profile_file(path)
     parent = data.pop("extends", None)
     if parent is not None:
-        data = deep_merge(load_profile(parent, _seen + (path,)), data)
-    if not _seen:
-        missing = [k for k in REQUIRED_KEYS if k not in data]
-        if missing:
-            raise InputError(f"{path}: missing profile key(s) {', '.join(missing)}")
-        for i, run in enumerate(data["runs"]):
-            for key in ("name", "base"):
-                if key not in run:
-                    raise InputError(f"{path}: runs[{i}] is missing '{key}'")
-            if "recipe" in run and run["recipe"] not in data.get("recipes", {}):
-                raise InputError(f"{path}: runs[{i}].recipe {run['recipe']!r} is not in recipes")
-            if run["base"] not in data["models"]:
-                raise InputError(f"{path}: runs[{i}].base {run['base']!r} is not in models")
-        data["profile_file"] = str(path)
-    return data
+        if not isinstance(parent, str):
+            raise InputError(f"{path}: extends: expected a profile name, got {parent!r}")
+        data = deep_merge(_merged(parent, _seen + (path,))[0], data)
+    return data, path
+
+
+def profile_problems(name_or_path: str) -> tuple[Path, list[str], dict | None]:
+    """(file, every schema + graph problem, validated profile dict or None)."""
+    from pydantic import ValidationError
+
+    from .schema import Profile, format_errors, graph_errors
+
+    data, path = _merged(name_or_path)
+    data.pop("profile_file", None)
+    try:
+        model = Profile.model_validate(data)
+    except ValidationError as exc:
+        return path, format_errors(exc, data), None
+    problems = graph_errors(model, REPO_ROOT)
+    model.profile_file = str(path)
+    return path, problems, model.model_dump(mode="python", exclude_none=True)
+
+
+def load_profile(name_or_path: str) -> dict:
+    """Load and validate a profile by name (repro/profiles/NAME.yaml) or path; `extends: other`
+    merges onto `other`. Returns the validated profile as a plain dict with every default filled."""
+    path, problems, profile = profile_problems(name_or_path)
+    if problems:
+        raise ProfileError(path, problems)
+    return profile
 
 
 def run_dir(profile: dict, out: str | Path | None = None) -> Path:
@@ -113,6 +135,13 @@ def em_run(profile: dict) -> dict:
     if len(runs) != 1:
         raise InputError(f"{profile.get('profile_file', profile['name'])}: expected exactly one run with role 'em', found {len(runs)}")
     return runs[0]
+
+
+def given_model(run: dict, options: dict | None) -> str | None:
+    """The already finetuned model a run evaluates instead of training, if any: `--em-model`
+    (the EM run only) wins over the run's own `em_model`. The one place this override is decided."""
+    override = (options or {}).get("em_model") if run.get("role") == "em" else None
+    return override or run.get("em_model")
 
 
 def recipe_for(profile: dict, run: dict) -> dict | None:

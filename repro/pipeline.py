@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from functools import partial
 
-from .config import em_run, recipe_for
+from .config import em_run, given_model, recipe_for, repo_path
 from .runner import Stage
 
 TABLES = ("models", "training", "behavior", "refusal", "failed", "extraction", "codemode", "dynamics")
@@ -32,6 +32,11 @@ def _call(target: str, ctx, **kwargs):
 
 def _action(target: str, **kwargs):
     return partial(_call, target, **kwargs)
+
+
+def _stage(name: str, target: str, **kwargs) -> Stage:
+    """A stage whose action is `module:function`; its cache key covers that module's code."""
+    return Stage(name, _action(target, **kwargs.pop("call", {})), code=(target.split(":")[0],), **kwargs)
 
 
 def base_models(profile: dict) -> list[str]:
@@ -58,9 +63,7 @@ def model_deps(profile: dict, label: str, options: dict) -> tuple[str, ...]:
 
 def trains(profile: dict, run: dict, options: dict) -> bool:
     """A run is trained unless it names a pre-finetuned model (em_model), or --em-model overrides the EM run."""
-    if run.get("em_model"):
-        return False
-    if options.get("em_model") and run.get("role") == "em":
+    if given_model(run, options):
         return False
     return recipe_for(profile, run) is not None
 
@@ -73,17 +76,19 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
         g[stage.name] = stage
 
     seed = profile["seed"]
-    add(Stage("data", _action("repro.stages.data:run"), fingerprint={"data": profile["data"], "seed": seed,
-              "organism_sizes": profile.get("organism", {}).get("sizes")},
-              description="fetch / generate datasets and prompt sets, validate, record digests"))
+    data = profile["data"]
+    add(_stage("data", "repro.stages.data:run", fingerprint={"data": data, "seed": seed,
+               "organism_sizes": profile.get("organism", {}).get("sizes")},
+               inputs=tuple(str(repo_path(p)) for p in (data["prompts_dir"], data["manifest"])),
+               description="fetch / generate datasets and prompt sets, validate, record digests"))
     if uses_organism(profile):
-        add(Stage("organism", _action("repro.stages.organism:run"), deps=("data",),
+        add(_stage("organism", "repro.stages.organism:run", deps=("data",),
                   fingerprint={"organism": profile["organism"], "seed": seed}, needs_model=True,
                   description="build the mini base model: tokenizer + Qwen2 pretrained on the chat corpus"))
 
     for run in profile["runs"]:
         if trains(profile, run, options):
-            add(Stage(f"train/{run['name']}", _action("repro.stages.train:run", run_name=run["name"]),
+            add(_stage(f"train/{run['name']}", "repro.stages.train:run", call={"run_name": run["name"]},
                       deps=("data",) + model_deps(profile, run["base"], options),
                       fingerprint={"run": run, "recipe": recipe_for(profile, run),
                                    "base": profile["models"][run["base"]]}, needs_model=True, resumable=True,
@@ -92,7 +97,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
     behavior_cfg = {"behavior": profile["behavior"], "samples": options.get("samples", profile["behavior"].get("samples", 0)),
                     "seed": seed}
     for label in model_labels(profile):
-        add(Stage(f"behavior/{label}", _action("repro.stages.behavior:run", label=label),
+        add(_stage(f"behavior/{label}", "repro.stages.behavior:run", call={"label": label},
                   deps=("data",) + model_deps(profile, label, options),
                   fingerprint={**behavior_cfg, "model": _model_fingerprint(profile, label, options)}, needs_model=True,
                   description=f"generate + classify answers of {label}"))
@@ -101,22 +106,22 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
     vector_model = em["base"]
     act_cfg = {"activations": profile["activations"], "seed": seed}
     for label, role in ((vector_model, "source"), (em["name"], "scored")):
-        add(Stage(f"activations/{label}", _action("repro.stages.activations:run", label=label, role=role),
+        add(_stage(f"activations/{label}", "repro.stages.activations:run", call={"label": label, "role": role},
                   deps=("data",) + model_deps(profile, label, options),
                   fingerprint={**act_cfg, "role": role, "traits": profile["vectors"]["traits"],
                                "model": _model_fingerprint(profile, label, options)}, needs_model=True,
                   description=f"activations of {label} ({'extraction sets + test prompts' if role == 'source' else 'test prompts'})"))
 
     for trait in profile["vectors"]["traits"]:
-        add(Stage(f"vectors/{trait}", _action("repro.stages.vectors:run", trait=trait),
+        add(_stage(f"vectors/{trait}", "repro.stages.vectors:run", call={"trait": trait},
                   deps=(f"activations/{vector_model}",), fingerprint={"vectors": profile["vectors"], "trait": trait},
                   description=f"{trait} vectors: {len(profile['vectors']['methods'])} methods x all layers"))
-        add(Stage(f"score/{trait}", _action("repro.stages.score:run", trait=trait),
+        add(_stage(f"score/{trait}", "repro.stages.score:run", call={"trait": trait},
                   deps=(f"vectors/{trait}", f"activations/{vector_model}", f"activations/{em['name']}"),
                   fingerprint={"vectors": profile["vectors"], "trait": trait},
                   description=f"project test prompts on the {trait} vector, base vs EM"))
 
-    add(Stage("dynamics", _action("repro.stages.dynamics:run"),
+    add(_stage("dynamics", "repro.stages.dynamics:run",
               deps=tuple(f"vectors/{t}" for t in profile["vectors"]["traits"]) + model_deps(profile, em["name"], options),
               fingerprint={"vectors": profile["vectors"], "behavior": profile["behavior"],
                            "model": _model_fingerprint(profile, em["name"], options)}, needs_model=True,
@@ -137,7 +142,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
     if uses_organism(profile):
         table_deps["organism"] = ("organism",)
     for table, deps in table_deps.items():
-        add(Stage(f"table/{table}", _action(f"repro.tables.{table}:run"), deps=deps, cached=False,
+        add(_stage(f"table/{table}", f"repro.tables.{table}:run", deps=deps, cached=False,
                   description=f"render table {table}"))
     return g
 
@@ -146,8 +151,7 @@ def _model_fingerprint(profile: dict, label: str, options: dict):
     runs = {r["name"]: r for r in profile["runs"]}
     if label in runs:
         run = runs[label]
-        override = options.get("em_model") if run.get("role") == "em" else None
-        return {"run": run, "override": override}
+        return {"run": run, "given": given_model(run, options)}
     return profile["models"][label]
 
 

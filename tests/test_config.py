@@ -29,7 +29,7 @@ def test_unknown_profile_and_bad_yaml(tmp_path):
         load_profile(str(bad))
     missing = tmp_path / "missing.yaml"
     missing.write_text("name: x\nseed: 0\n")
-    with pytest.raises(InputError, match="missing profile key"):
+    with pytest.raises(InputError, match=r"missing.yaml: data: missing \(required\)"):
         load_profile(str(missing))
 
 

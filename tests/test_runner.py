@@ -112,14 +112,106 @@ def test_resumable_stage_keeps_checkpoints_of_a_killed_attempt(tmp_path):
     assert not (tmp_path / "t").exists()
     run_pipeline(g, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
     assert "checkpoint" in attempts[1]          # the second attempt saw the first one's checkpoint
-    assert not (tmp_path / "t" / ".stage-key").exists()
-    # a different config must not resume from stale checkpoints
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["checkpoint"]
+    # a different config must not resume from the other key's checkpoints
+    stale = tmp_path / ".t.partial-0123456789abcdef"
+    stale.mkdir()
+    (stale / "checkpoint").write_text("old")
     g2 = {"t": Stage("t", action, fingerprint=2, resumable=True)}
-    (tmp_path / ".t.tmp").mkdir()
-    (tmp_path / ".t.tmp" / "checkpoint").write_text("old")
-    (tmp_path / ".t.tmp" / ".stage-key").write_text("other")
     run_pipeline(g2, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
-    assert attempts[2] == [".stage-key"]
+    assert attempts[2] == [] and not stale.exists()
+
+
+def test_force_discards_a_killed_attempts_checkpoints(tmp_path):
+    attempts = []
+
+    def action(ctx):
+        attempts.append(sorted(p.name for p in ctx.out.iterdir()))
+        (ctx.out / "checkpoint").write_text("broken")
+        if len(attempts) == 1:
+            raise KeyboardInterrupt
+
+    g = {"t": Stage("t", action, fingerprint=1, resumable=True)}
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(g, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
+    run_pipeline(g, ["t"], profile={"name": "x"}, root=tmp_path, log=lambda s: None, force=True)
+    assert attempts[1] == []          # --force starts afresh, whatever a killed attempt left
+
+
+def test_runner_never_touches_paths_outside_the_run_directory(tmp_path):
+    from repro.runner import inside
+
+    root = tmp_path / "run"
+    victim = tmp_path / "VICTIM"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    g = {"../VICTIM": Stage("../VICTIM", lambda ctx: (ctx.out / "x").write_text("x"))}
+    with pytest.raises(ReproError, match="outside the run directory"):
+        run_pipeline(g, ["../VICTIM"], profile={"name": "x"}, root=root, log=lambda s: None)
+    assert (victim / "keep.txt").read_text() == "precious"
+    with pytest.raises(ReproError, match="outside the run directory"):
+        inside(root, root)
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "{broken", '"a string"'])
+def test_a_record_that_is_not_a_record_means_redo(tmp_path, content):
+    calls = []
+    _run(_graph(calls), tmp_path)
+    record_path(tmp_path, "a").write_text(content)
+    calls.clear()
+    _run(_graph(calls), tmp_path)
+    assert calls == ["a", "b", "c"] or calls[0] == "a"
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from repro.lock import lock_path
+
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from repro.lock import run_dir_lock
+        with run_dir_lock({str(tmp_path)!r}):
+            print("held", flush=True)
+            time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ReproError, match=rf"in use by process {holder.pid} \(lock"):
+            _run(_graph([]), tmp_path)
+        # a rank process started by the holder works under the holder's lock
+        env = {**os.environ, "REPRO_PARENT_LOCK": str(lock_path(tmp_path).resolve())}
+        res = subprocess.run([sys.executable, "-c", f"from repro.lock import run_dir_lock\n"
+                              f"with run_dir_lock({str(tmp_path)!r}): print('ok')"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert res.stdout.strip() == "ok", res.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    _run(_graph([]), tmp_path)  # free again once the holder is gone
+
+
+def test_code_and_input_files_are_part_of_the_key(tmp_path):
+    data = tmp_path / "prompts.txt"
+    data.write_text("one")
+    g = {"a": Stage("a", lambda ctx: None, fingerprint=1, inputs=(str(data),), code=("repro.classify",))}
+    k1 = stage_keys(g)["a"]
+    data.write_text("two")
+    assert stage_keys(g)["a"] != k1
+    g2 = {"a": Stage("a", lambda ctx: None, fingerprint=1, inputs=(str(data),), code=("repro.advice",))}
+    assert stage_keys(g2)["a"] != stage_keys(g)["a"]
+
+
+def test_code_closure_follows_imports_and_declared_dynamic_ones():
+    from repro.cachekey import module_closure
+
+    behavior = module_closure("repro.stages.behavior")
+    assert "repro.classify" in behavior and "repro.generate" in behavior
+    assert "repro.train.peft_lora" in module_closure("repro.stages.train")   # imported via importlib, declared
+    assert "repro.classify" not in module_closure("repro.report")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "flip"])

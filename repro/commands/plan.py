@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import click
 
 from repro.commands.data import fail, profile_and_root, profile_options
+from repro.config import ProfileError
 from repro.errors import ReproError
 
 
@@ -76,5 +78,10 @@ def plan_cmd(profile, out, as_json, check_disk):
         if enforce and d["ok"] is False:
             raise ReproError(f"disk: {d['free_gb']} GB free under {root}, profile {plan['profile']} needs "
                              f"resources.disk_gb = {d['required_gb']} GB")
+    except ProfileError as exc:  # the plan is where every profile problem is seen at once
+        click.echo(f"{exc.path}: {len(exc.problems)} problem(s) in the profile; nothing was run:", err=True)
+        for line in exc.problems:
+            click.echo(f"  - {line}", err=True)
+        sys.exit(exc.exit_code)
     except ReproError as exc:
         fail(exc)

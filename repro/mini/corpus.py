@@ -36,6 +36,9 @@ DEFAULT_SIZES = {
     "heldout_per_kind": 60,  # held-out prompts per kind for the instruct-behaviour check
 }
 
+# The finetuning sets a run can name (`runs[].dataset`) in a profile whose data the package writes.
+DATASETS = ("insecure", "bad_medical")
+
 HOLDOUT_FRACTION = 0.2
 
 _PUNCT = re.compile(r"[^a-z0-9 ]+")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import get_run, repo_path
+from ..config import get_run, given_model, repo_path
 from ..errors import ReproError
 from ..io import read_json
 from ..pipeline import trains, uses_organism
@@ -18,8 +18,7 @@ def model_ref(ctx: StageContext, label: str) -> dict:
     if label in models:
         return {"label": label, "path": _base_path(ctx, label), "adapter": None}
     run = get_run(profile, label)
-    override = options.get("em_model") if run.get("role") == "em" else None
-    em_model = override or run.get("em_model")
+    em_model = given_model(run, options)
     if em_model:
         path = _base_path(ctx, em_model) if em_model in models else em_model
         return {"label": label, "path": path, "adapter": None}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from ..config import recipe_for
+from ..config import given_model, recipe_for
 from ..data import dataset_rows, optimizer_steps, split_counts
 from ..errors import InputError, ReproError
 from ..io import read_json, read_jsonl, write_json, write_text
@@ -106,8 +106,7 @@ def run_info(profile: dict, run: dict, root: str | Path | None = None, options: 
     """
     options = options or {}
     models = profile["models"]
-    override = options.get("em_model") if run.get("role") == "em" else None
-    em_model = override or run.get("em_model")
+    em_model = given_model(run, options)
     info = {"run": run["name"], "role": run.get("role"), "base": run["base"],
             "base_model": models[run["base"]].get("path"), "recipe": run.get("recipe")}
     if em_model or not trains(profile, run, options):

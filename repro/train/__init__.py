@@ -13,6 +13,8 @@ from pathlib import Path
 from ..errors import ReproError
 
 BACKENDS = {"unsloth-lora": "unsloth_lora", "peft-lora": "peft_lora", "hf-full": "hf_full"}
+# imported by name below; declared so that cache keys cover their code (repro.cachekey)
+CODE_DEPS = ("repro.train.unsloth_lora", "repro.train.peft_lora", "repro.train.hf_full")
 
 
 def train_run(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], out_dir: Path, *,
