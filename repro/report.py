@@ -53,7 +53,11 @@ def environment_section(profile: dict, root: Path) -> list[str]:
 
 
 def stages_section(root: Path) -> list[str]:
-    records = sorted((read_json(p) for p in (root / "stages").glob("*.json")), key=lambda r: r.get("finished", ""))
+    from .runner import read_record
+
+    found = (read_record(root, p.stem.replace("__", "/")) for p in (root / "stages").glob("*.json"))
+    records = sorted((r for r in found if r and {"stage", "wall_seconds", "peak_rss_mb", "finished"} <= set(r)),
+                     key=lambda r: str(r["finished"]))
     if not records:
         return ["## Stages", "", "No stage has run yet.", ""]
     lines = ["## Stages: wall time and peak memory", "", "| stage | wall (s) | peak RSS (MB) | finished |", "|---|---:|---:|---|"]
