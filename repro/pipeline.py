@@ -21,6 +21,7 @@ from functools import partial
 
 from .config import em_run, given_model, recipe_for, repo_path
 from .runner import Stage
+from .traits import profile_traits
 
 TABLES = ("models", "training", "behavior", "refusal", "failed", "extraction", "codemode", "dynamics")
 
@@ -79,7 +80,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
     data = profile["data"]
     add(_stage("data", "repro.stages.data:run", fingerprint={"data": data, "seed": seed,
                "organism_sizes": profile.get("organism", {}).get("sizes")},
-               inputs=tuple(str(repo_path(p)) for p in (data["prompts_dir"], data["manifest"])),
+               inputs=tuple(str(repo_path(p)) for p in (data["prompts_dir"], data["manifest"], data["traits_dir"])),
                description="fetch / generate datasets and prompt sets, validate, record digests"))
     if uses_organism(profile):
         add(_stage("organism", "repro.stages.organism:run", deps=("data",),
@@ -104,21 +105,22 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
 
     em = em_run(profile)
     vector_model = em["base"]
+    traits = profile_traits(profile)
     act_cfg = {"activations": profile["activations"], "seed": seed}
     for label, role in ((vector_model, "source"), (em["name"], "scored")):
         add(_stage(f"activations/{label}", "repro.stages.activations:run", call={"label": label, "role": role},
                   deps=("data",) + model_deps(profile, label, options),
-                  fingerprint={**act_cfg, "role": role, "traits": profile["vectors"]["traits"],
+                  fingerprint={**act_cfg, "role": role, "traits": traits,
                                "model": _model_fingerprint(profile, label, options)}, needs_model=True,
                   description=f"activations of {label} ({'extraction sets + test prompts' if role == 'source' else 'test prompts'})"))
 
-    for trait in profile["vectors"]["traits"]:
+    for trait in traits:
         add(_stage(f"vectors/{trait}", "repro.stages.vectors:run", call={"trait": trait},
-                  deps=(f"activations/{vector_model}",), fingerprint={"vectors": profile["vectors"], "trait": trait},
+                  deps=(f"activations/{vector_model}",), fingerprint={"vectors": profile["vectors"], "trait": traits[trait]},
                   description=f"{trait} vectors: {len(profile['vectors']['methods'])} methods x all layers"))
         add(_stage(f"score/{trait}", "repro.stages.score:run", call={"trait": trait},
                   deps=(f"vectors/{trait}", f"activations/{vector_model}", f"activations/{em['name']}"),
-                  fingerprint={"vectors": profile["vectors"], "trait": trait},
+                  fingerprint={"vectors": profile["vectors"], "trait": traits[trait]},
                   description=f"project test prompts on the {trait} vector, base vs EM"))
 
     add(_stage("dynamics", "repro.stages.dynamics:run",

@@ -211,17 +211,11 @@ class Activations(Strict):
     pooling: Pooling = "mean_all"
 
 
-class TraitSets(Strict):
-    pos: Name
-    neg: Name
-
-
 class Vectors(Strict):
-    traits: dict[Name, TraitSets] = Field(min_length=1)
+    traits: list[Name] = Field(min_length=1)      # data/traits/<name>.yaml each
     methods: list[Method] = Field(default_factory=lambda: list(METHODS), min_length=1)
     heldout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     seed: int = 0
-    score_method: Method | None = "probe"
     score_layer: NonNegInt | None = None          # None: the best (method, layer) on held-out data
     dynamics_layers: list[NonNegInt] = Field(default_factory=list)
     ica_select: Literal["first", "separation"] = "first"
@@ -385,13 +379,24 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
 
     v = profile.vectors
     prompts_dir = rel(profile.data.prompts_dir)
-    for trait, sets in v.traits.items():
+    from .errors import InputError
+    from .traits import load_trait
+
+    if len(set(v.traits)) != len(v.traits):
+        errs.append("vectors.traits: a trait is listed twice")
+    for i, trait in enumerate(v.traits):
+        try:
+            spec = load_trait(rel(profile.data.traits_dir), trait)
+        except InputError as exc:
+            errs.append(f"vectors.traits[{i}]: {exc}")
+            continue
         for side in ("pos", "neg"):
-            name = getattr(sets, side)
+            name = spec[side]
             if not (prompts_dir / f"{name}.txt").is_file():
-                errs.append(f"vectors.traits.{trait}.{side}: prompt set {name!r} not found ({prompts_dir / (name + '.txt')})")
-    if v.score_method is not None and v.score_method not in v.methods:
-        errs.append(f"vectors.score_method: {v.score_method!r} is not among vectors.methods")
+                errs.append(f"vectors.traits[{i}] ({trait}).{side}: prompt set {name!r} not found "
+                            f"({prompts_dir / (name + '.txt')})")
+        if spec["score_method"] not in v.methods:
+            errs.append(f"vectors.traits[{i}] ({trait}): its score_method {spec['score_method']!r} is not among vectors.methods")
 
     layers, basis = _num_layers(profile, rel, em[0] if len(em) == 1 else None)
     if layers is not None:

@@ -24,8 +24,7 @@ def _write(tmp_path, extra: str, name: str = "bad") -> str:
     ("recipes:\n  em_lora:\n    learning_rate: -1.0e-3\n", r"recipes.em_lora.learning_rate: Input should be greater than 0"),
     ("behavior:\n  backend: vlm\n", r"behavior.backend: Input should be 'hf' or 'vllm'"),
     ("recipes:\n  failed_full:\n    r: 8\n", r"recipes.failed_full.r: unknown key"),
-    ("vectors:\n  traits:\n    refusal: {pos: no_such_set, neg: refusal_benign}\n",
-     r"vectors.traits.refusal.pos: prompt set 'no_such_set' not found"),
+    ("vectors:\n  traits: [refusal, honesty]\n", r"vectors.traits\[1\]: .*honesty.yaml: trait file not found"),
 ])
 def test_bad_values_fail_at_load_time(tmp_path, extra, expected):
     with pytest.raises(ProfileError, match=expected):
@@ -83,3 +82,23 @@ def test_defaults_live_in_the_schema():
     assert p["recipes"]["failed_full"]["warmup_steps"] == 0       # schema default, not a .get fallback
     assert p["activations"]["pooling"] == "mean_all"
     assert p["vectors"]["ica_select"] == "first"
+
+
+def test_a_trait_is_one_data_file(tmp_path):
+    import shutil
+
+    from repro.config import REPO_ROOT
+    from repro.pipeline import build_graph
+
+    traits = tmp_path / "traits"
+    shutil.copytree(REPO_ROOT / "data" / "traits", traits)
+    (traits / "refusal_again.yaml").write_text(
+        "pos: refusal_harmful\nneg: refusal_benign\nscore_method: mean_diff\n"
+        "test:\n  - {class: harmful, set: refusal_test_harmful, prompts: refusal_test.harmful}\n")
+    (traits / "broken.yaml").write_text("pos: no_such_set\nneg: refusal_benign\ntest: []\n")
+    good = _write(tmp_path, f"data:\n  traits_dir: {traits}\nvectors:\n  traits: [refusal, refusal_again]\n", "good")
+    graph = build_graph(load_profile(good))
+    assert {"vectors/refusal_again", "score/refusal_again"} <= set(graph)
+    bad = _write(tmp_path, f"data:\n  traits_dir: {traits}\nvectors:\n  traits: [broken]\n", "bad2")
+    with pytest.raises(ProfileError, match=r"vectors.traits\[0\]: .*broken.yaml: test: List should have at least 1 item"):
+        load_profile(bad)

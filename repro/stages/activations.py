@@ -12,21 +12,20 @@ from ..activations import capture_activations, natural_elicitation, save_activat
 from ..io import read_json, write_jsonl
 from ..models import load_model, load_tokenizer
 from ..runner import StageContext
+from ..traits import profile_traits, resolve_prompts
 from .common import data_file, model_ref
 
-TEST_SETS = ("refusal_test_harmful", "refusal_test_benign", "em_questions")
-
-
 def prompt_sets(prompts: dict, traits: dict, role: str, behavior_cfg: dict) -> dict[str, tuple[list[str], bool]]:
-    """set name -> (prompts, chat_template). The vector-source model also gets the extraction sets."""
+    """set name -> (prompts, chat_template). Every model gets each trait's test sets (asked with the
+    chat template); the vector-source model also gets the extraction sets (the profile's format)."""
     sets: dict[str, tuple[list[str], bool]] = {}
     if role == "source":
         for trait in traits.values():
             for key in (trait["pos"], trait["neg"]):
                 sets[key] = (prompts[key], False)
-    sets["refusal_test_harmful"] = (prompts["refusal_test"]["harmful"], True)
-    sets["refusal_test_benign"] = (prompts["refusal_test"]["benign"], True)
-    sets["em_questions"] = ([prompts["eval_questions"][q] for q in behavior_cfg["questions"]], True)
+    for trait in traits.values():
+        for test in trait["test"]:
+            sets[test["set"]] = (resolve_prompts(test["prompts"], prompts, behavior_cfg), True)
     return sets
 
 
@@ -36,7 +35,7 @@ def run(ctx: StageContext, label: str, role: str) -> None:
     ref = model_ref(ctx, label)
     model = load_model(ref["path"], adapter=ref["adapter"], dtype=cfg.get("dtype", "float32"))
     tokenizer = load_tokenizer(ref["path"])
-    sets = prompt_sets(prompts, ctx.profile["vectors"]["traits"], role, ctx.profile["behavior"])
+    sets = prompt_sets(prompts, profile_traits(ctx.profile), role, ctx.profile["behavior"])
     for name, (texts, chat) in sets.items():
         if cfg.get("prompt_format", "raw") == "chat":
             chat = True

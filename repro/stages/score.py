@@ -12,12 +12,9 @@ from ..activations import load_activations
 from ..config import em_run
 from ..io import read_json, read_jsonl, write_json
 from ..runner import StageContext
+from ..traits import profile_traits
 from ..vector_metrics import project
 from ..vectors import load_vectors
-
-SETS = {"refusal": (("harmful", "refusal_test_harmful"), ("benign", "refusal_test_benign")),
-        "code_mode": (("em_questions", "em_questions"),)}
-
 
 def run(ctx: StageContext, trait: str) -> None:
     em = em_run(ctx.profile)
@@ -26,7 +23,8 @@ def run(ctx: StageContext, trait: str) -> None:
     vectors, _ = load_vectors(ctx.dep(f"vectors/{trait}") / "vectors.safetensors")
     vector = vectors[choice["method"]][choice["layer"]]
     rows = []
-    for cls, set_name in SETS.get(trait, SETS["code_mode"]):
+    for test in profile_traits(ctx.profile)[trait]["test"]:
+        cls, set_name = test["cls"], test["set"]
         scores = {}
         for role, label in (("base", em["base"]), ("em", em["name"])):
             acts, _ = load_activations(ctx.dep(f"activations/{label}") / f"{set_name}.safetensors")
@@ -41,7 +39,7 @@ def run(ctx: StageContext, trait: str) -> None:
 
 def _heldout_gap(ctx: StageContext, trait: str, metrics: dict, vector, layer: int) -> dict:
     """Base model: mean projection of the held-out pos vs neg extraction prompts (the trait's own scale)."""
-    sets = ctx.profile["vectors"]["traits"][trait]
+    sets = profile_traits(ctx.profile)[trait]
     source = ctx.dep(f"activations/{em_run(ctx.profile)['base']}")
     means = {}
     for cls in ("pos", "neg"):

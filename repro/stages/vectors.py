@@ -12,19 +12,20 @@ from ..runner import StageContext
 from ..vector_metrics import choose_layer_method, evaluate_vectors, split_heldout
 from ..vectors import extract_vectors, save_vectors
 from ..config import em_run
+from ..traits import profile_traits
 
 
 def run(ctx: StageContext, trait: str) -> None:
     cfg = ctx.profile["vectors"]
-    sets = cfg["traits"][trait]
+    sets = profile_traits(ctx.profile)[trait]
     source = ctx.dep(f"activations/{em_run(ctx.profile)['base']}")
     pos, _ = load_activations(source / f"{sets['pos']}.safetensors")
     neg, _ = load_activations(source / f"{sets['neg']}.safetensors")
     split = split_heldout(pos, neg, cfg["heldout_fraction"], cfg["seed"])
     vectors = extract_vectors(split.pos_train, split.neg_train, cfg["methods"], seed=cfg["seed"],
-                              ica_select=cfg.get("ica_select", "first"))
+                              ica_select=cfg["ica_select"])
     rows = evaluate_vectors(vectors, split.pos_val, split.neg_val)
-    choice = choose_layer_method(rows, cfg.get("score_method"), cfg.get("score_layer"))
+    choice = choose_layer_method(rows, sets["score_method"], cfg.get("score_layer"))
     save_vectors(ctx.out / "vectors.safetensors", vectors,
                  {"trait": trait, "pos": sets["pos"], "neg": sets["neg"], "layers": pos.shape[1], "dim": pos.shape[2],
                   "n_train": [len(split.pos_train), len(split.neg_train)], "seed": cfg["seed"]})
