@@ -87,7 +87,7 @@ def plan_run(profile: dict, run: dict) -> dict:
         return {"name": name, "model": model.get("path"), "backend": "none", "dataset": None,
                 "train_examples": 0, "heldout_examples": 0, "effective_batch": 0, "optimizer_steps": 0,
                 "trainable_params": 0, "total_params": params["total_params"], "base_params": params["base_params"],
-                "trainable_pct": 0.0}
+                "trainable_pct": 0.0, "launch": None}
     try:
         recipe = profile["recipes"][run["recipe"]]
     except KeyError:
@@ -95,15 +95,44 @@ def plan_run(profile: dict, run: dict) -> dict:
     model = _model_entry(profile, run["base"])
     rows = dataset_rows(profile, run["dataset"])
     n_train, n_test = split_counts(rows, float(recipe.get("holdout_fraction", 0.0)))
-    devices = int(recipe.get("num_devices", 1))
-    bs, accum = int(recipe["per_device_train_batch_size"]), int(recipe["gradient_accumulation_steps"])
+    launch = plan_training_launch(profile, name, recipe)
+    if launch["mode"] == "accelerate":  # the split the launch will use (same global batch, same steps)
+        devices, bs, accum = launch["num_processes"], launch["per_device_batch"], launch["gradient_accumulation_steps"]
+    else:
+        devices = int(recipe.get("num_devices", 1))
+        bs, accum = int(recipe["per_device_train_batch_size"]), int(recipe["gradient_accumulation_steps"])
     steps = optimizer_steps(n_train, bs, accum, int(recipe.get("epochs", 1)), devices)
     params = parameter_summary(model_config_path(profile, run["base"]), recipe)
     return {"name": name, "model": model.get("path"), "backend": recipe["backend"], "dataset": run["dataset"],
             "dataset_rows": rows, "train_examples": n_train, "heldout_examples": n_test,
             "effective_batch": bs * accum * devices, "optimizer_steps": steps,
             "trainable_params": params["trainable_params"], "total_params": params["total_params"],
-            "base_params": params["base_params"], "trainable_pct": round(params["trainable_pct"], 2)}
+            "base_params": params["base_params"], "trainable_pct": round(params["trainable_pct"], 2),
+            "launch": launch}
+
+
+def plan_training_launch(profile: dict, run_name: str, recipe: dict) -> dict:
+    """How train/<run> will start on the GPU count its accelerate config is written for (one GPU
+    without one): train.launch.plan_launch's decision plus the command line."""
+    from repro.config import repo_path
+    from repro.io import read_yaml
+    from repro.train.launch import launch_command, plan_launch
+
+    gpus = 1
+    if recipe.get("accelerate_config"):
+        cfg_path = repo_path(recipe["accelerate_config"])
+        try:
+            gpus = int(read_yaml(cfg_path).get("num_processes", 1))
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InputError(f"{cfg_path}: expected an accelerate YAML config with num_processes "
+                             f"({exc.__class__.__name__})") from None
+    launch = plan_launch(recipe, gpus).as_dict()
+    launch["reason"] = (f"assumes the {gpus} GPUs {recipe['accelerate_config']} is written for"
+                        if launch["mode"] == "accelerate" else launch["reason"])
+    run_config = f"runs/{profile.get('name')}/logs/train__{run_name}.launch.json"
+    launch["command"] = (" ".join(launch_command(run_config, plan_launch(recipe, gpus)))
+                         if launch["mode"] == "accelerate" else "in-process (one process, the train stage's own)")
+    return launch
 
 
 def _model_dims(profile: dict, label: str) -> dict:

@@ -202,7 +202,7 @@ def test_unknown_backend_is_rejected(tiny_model_dir, tmp_path):
 
 
 def test_launch_entry_point(tiny_model_dir, tmp_path):
-    from repro.train.launch import launch_command, main, write_run_config
+    from repro.train.launch import main, write_run_config
 
     write_jsonl(tmp_path / "rows.jsonl", _rows(8))
     cfg = write_run_config(tmp_path / "run.json", run_name="l", recipe=_recipe("hf-full", holdout_fraction=0.0),
@@ -213,10 +213,20 @@ def test_launch_entry_point(tiny_model_dir, tmp_path):
     assert read_json(tmp_path / "l" / "summary.json")["optimizer_steps"] == 2
     bad = CliRunner().invoke(main, ["--run-config", str(tmp_path / "missing.json")])
     assert bad.exit_code == 2 and "missing.json" in bad.output
-    argv = launch_command(cfg, {"accelerate_config": "docker/accelerate/fsdp.yaml"}, num_gpus=4)
-    assert argv[:4] == ["accelerate", "launch", "--config_file", "docker/accelerate/fsdp.yaml"]
-    assert argv[-4:] == ["-m", "repro.train.launch", "--run-config", str(cfg)] and "4" in argv
-    assert launch_command(cfg, {"accelerate_config": "x.yaml"}, num_gpus=1)[1:3] == ["-m", "repro.train.launch"]
+    # A run config planned for 2 ranks refuses to train in a 1-process launch (the batch split would be wrong).
+    two = write_run_config(tmp_path / "two.json", run_name="l", recipe=_recipe("hf-full"), base_model_path="m",
+                           rows_path=tmp_path / "rows.jsonl", out_dir=tmp_path / "l2", num_processes=2)
+    wrong = CliRunner().invoke(main, ["--run-config", str(two), "--no-progress"])
+    assert wrong.exit_code == 1 and "num_processes 2 but this launch has 1 ranks" in wrong.output
+    assert not (tmp_path / "l2").exists()
+
+
+def test_hf_full_refuses_dataparallel_on_many_gpus(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    with pytest.raises(ReproError, match="4 GPUs visible but not under accelerate launch"):
+        train_run("f", _recipe("hf-full"), str(tiny_model_dir), _rows(4), tmp_path / "f")
+    assert not (tmp_path / "f").exists()
 
 
 def test_training_table(peft_run, tmp_path):

@@ -38,6 +38,12 @@ def render_plan(plan: dict, console=None) -> None:
         runs.add_row(r["name"], str(r["model"]), r["backend"], f"{r['train_examples']:,}", f"{r['optimizer_steps']:,}",
                      f"{r['trainable_params']:,}", f"{r['total_params']:,}", f"{r['trainable_pct']:.2f}")
     console.print(runs)
+    for r in plan["runs"]:
+        la = r.get("launch")
+        if la:  # per training stage: how it starts, and the batch split that keeps the global batch
+            console.print(f"train/{r['name']}: {la['command']}  [{la['num_processes']} process(es) x "
+                          f"{la['per_device_batch']} per device x {la['gradient_accumulation_steps']} accumulation "
+                          f"= global batch {la['global_batch']}]", soft_wrap=True, markup=False)
     stages = Table(title="estimates per stage (rules of thumb, see formula)")
     for col in ("stage", "run", "time", "GPU memory", "formula"):
         stages.add_column(col, overflow="fold")

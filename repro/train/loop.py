@@ -238,5 +238,7 @@ def fit(model, tokenizer, features, *, args, res: Resolved, recipe: dict, run_na
     summary = base_summary(run_name, base_model_path, recipe, res, examples=len(features), holdout=n_holdout,
                            rows_total=rows_total, world_size=args.world_size, trainable=trainable,
                            total=total, pct=pct, lora=lora)
-    summary.update(truncated_examples=truncated, label_tokens=count_label_tokens(features), artifact=artifact)
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    summary.update(truncated_examples=truncated, label_tokens=count_label_tokens(features), artifact=artifact,
+                   distributed_backend=torch.distributed.get_backend() if dist else None)
     return run_and_finalise(trainer, tokenizer, out_dir=out_dir, resume=resume, steplog=steplog, summary=summary)
