@@ -1,10 +1,14 @@
 """Held-out metrics for trait vectors, the held-out split, projections and the layer/method choice.
 
-Metric rules follow the original pipeline (FACTS.md, "Activations and metrics"): vectors AND
-activation rows are L2-normalised (cosine projections); accuracy is class-balanced with the
-threshold at the midpoint of the two class means, predicting "pos" above it (so a vector with
-the wrong polarity scores below 0.5, as the original's ICA/random rows did); Cohen's d uses the
-pooled sd; polarity is correct when mean(pos) > mean(neg); AUROC; Welch t-test p-value.
+Metric rules follow the original pipeline (FACTS.md, "Activations and metrics") and the original
+library's metrics (ewernn/traitlens, src/traitlens/metrics.py): vectors AND activation rows are
+L2-normalised (cosine projections); accuracy is class-balanced with the threshold at the midpoint
+of the two class means, predicting "pos" above it (so a vector with the wrong polarity scores
+below 0.5, as the original's ICA/random rows did); Cohen's d divides by the original's pooled sd,
+sqrt((var_pos + var_neg) / 2) with ddof=1; `effect_size` is its absolute value (the original's
+column), `cohens_d` keeps the sign (negative = wrong polarity); polarity is correct when
+mean(pos) > mean(neg); AUROC; p-value of Student's two-sample t-test (equal variances, as the
+original's scipy.stats.ttest_ind default). Computed in float64 (the original: float32).
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ def cosine_projections(acts: torch.Tensor, vectors: torch.Tensor) -> torch.Tenso
 
 
 def evaluate_vectors(vectors: Mapping[str, torch.Tensor], pos_val: torch.Tensor, neg_val: torch.Tensor) -> list[dict]:
-    """One row per (method, layer): accuracy, cohens_d, polarity_correct, auroc, p_value, class means."""
+    """One row per (method, layer): accuracy, cohens_d (signed), effect_size (|d|), polarity_correct,
+    auroc, p_value, class means and threshold."""
     pos_val, neg_val = torch.as_tensor(pos_val), torch.as_tensor(neg_val)
     if pos_val.ndim != 3 or neg_val.ndim != 3 or pos_val.shape[1:] != neg_val.shape[1:]:
         raise InputError(f"evaluate_vectors: expected pos/neg [n, L, D], got {tuple(pos_val.shape)} / {tuple(neg_val.shape)}")
@@ -100,17 +105,18 @@ def _layer_metrics(p: np.ndarray, q: np.ndarray) -> list[dict]:
     mp, mq = p.mean(1), q.mean(1)
     thr = 0.5 * (mp + mq)
     acc = 0.5 * ((p > thr[:, None]).mean(1) + (q <= thr[:, None]).mean(1))
-    pooled = np.sqrt(((n - 1) * p.var(1, ddof=1) + (m - 1) * q.var(1, ddof=1)) / (n + m - 2))
+    pooled = np.sqrt(0.5 * (p.var(1, ddof=1) + q.var(1, ddof=1)))  # the original's pooled sd
     d = (mp - mq) / np.maximum(pooled, _EPS)
     # AUROC = P(pos > neg) + 0.5 P(tie), over all pairs.
     cmp = p[:, :, None] - q[:, None, :]
     auroc = (cmp > 0).mean((1, 2)) + 0.5 * (cmp == 0).mean((1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        pval = stats.ttest_ind(p, q, axis=1, equal_var=False).pvalue
+        pval = stats.ttest_ind(p, q, axis=1, equal_var=True).pvalue  # Student's, as the original
     return [
         {
             "accuracy": float(acc[i]),
             "cohens_d": float(d[i]),
+            "effect_size": float(abs(d[i])),
             "polarity_correct": bool(mp[i] > mq[i]),
             "auroc": float(auroc[i]),
             "p_value": float(pval[i]) if np.isfinite(pval[i]) else 1.0,

@@ -4,7 +4,9 @@ Inputs are pooled activations per example and layer: `pos` [N, L, D] (the trait 
 harmful prompts) and `neg` [M, L, D]. Every method returns one vector per layer, [L, D] float32.
 Definitions follow the original code (FACTS.md, "The six extraction methods"); departures:
 
-- every method is seeded (the original had no seeds);
+- every method is seeded: gradient and random from per-method streams of the run seed (the
+  original left them unseeded); ICA keeps the original's fixed random_state=42, whatever the
+  run seed, so its first mixing column is the one the original computed on the same data;
 - pca_diff returns the full D-dimensional first principal component (the original run's version
   returned a 1-element vector, a bug fixed upstream two days later);
 - ica and pca_diff are sign-ambiguous, so each layer's vector is flipped to make
@@ -41,6 +43,7 @@ GRADIENT_NORM_PENALTY = 0.01
 ICA_MAX_COMPONENTS = 50
 ICA_MAX_ITER = 200  # scikit-learn FastICA defaults
 ICA_TOL = 1e-4
+ICA_RANDOM_STATE = 42  # the original's FastICA(random_state=42), fixed rather than the run seed
 
 # Bytes of float32 activation copies materialised at once (bounds memory at paper size).
 _CHUNK_BYTES = 256 * 2**20
@@ -57,7 +60,10 @@ def extract_vectors(
     seed: int = 0,
     ica_select: str = "first",
 ) -> dict[str, torch.Tensor]:
-    """One [L, D] float32 vector per layer for each requested method (see module docstring)."""
+    """One [L, D] float32 vector per layer for each requested method (see module docstring).
+
+    `seed` drives gradient and random; ICA always starts from random_state ICA_RANDOM_STATE.
+    """
     pos, neg = _check_inputs(pos, neg)
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
@@ -82,7 +88,7 @@ def extract_vectors(
         elif name == "gradient":
             vec = gradient_vectors(diff.float(), seed=method_seed(seed, "gradient"))
         elif name == "ica":
-            vec = ica_vectors(span, n_pos=len(pos), seed=seed, select=ica_select)
+            vec = ica_vectors(span, n_pos=len(pos), seed=ICA_RANDOM_STATE, select=ica_select)
             vec = _orient(vec, diff)
         elif name == "pca_diff":
             vec = _orient(pca_diff_vectors(pos, neg), diff)
@@ -317,9 +323,10 @@ def gradient_vectors(diff: torch.Tensor, seed: int, lr: float = GRADIENT_LR,
 # ICA: scikit-learn FastICA (parallel, logcosh, unit-variance whitening) in the data span
 # --------------------------------------------------------------------------------------------
 
-def ica_vectors(span: DataSpan, n_pos: int, seed: int, select: str = "first",
+def ica_vectors(span: DataSpan, n_pos: int, seed: int = ICA_RANDOM_STATE, select: str = "first",
                 n_components: int | None = None, max_iter: int = ICA_MAX_ITER, tol: float = ICA_TOL) -> torch.Tensor:
-    """Mixing column per layer of FastICA(n_components=min(50, n-1), random_state=seed) on [pos; neg].
+    """Mixing column per layer of FastICA(n_components=min(50, n-1), random_state=seed) on [pos; neg]
+    (extract_vectors passes the original's seed, 42).
 
     Mirrors sklearn's FastICA step by step, but in the n-dimensional span: sklearn whitens with
     the SVD of Xc^T = U S V^T; the whitened data are sqrt(n) V^T (the D-dimensional U only enters
@@ -385,8 +392,8 @@ def _sym_decorrelation(w: torch.Tensor) -> torch.Tensor:
 
 
 def _cohens_d_torch(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
-    na, nb = a.shape[dim], b.shape[dim]
-    pooled = ((na - 1) * a.var(dim) + (nb - 1) * b.var(dim)) / max(1, na + nb - 2)
+    # The metrics' definition (vector_metrics): pooled sd = sqrt of the mean of the two variances.
+    pooled = 0.5 * (a.var(dim) + b.var(dim))
     return (a.mean(dim) - b.mean(dim)) / pooled.sqrt().clamp_min(1e-300)
 
 

@@ -97,6 +97,57 @@ def test_empty_and_missing_and_non_utf8_files(tmp_path):
         data.validate_chat_file(bad)
 
 
+HOSTILE_LINES = {
+    # each: the raw bytes of a file, the line named, what the message says
+    "deep_nesting": (b"[" * 100000 + b"\n", 1, "nested too deeply"),
+    "deep_nesting_second_line": (json.dumps(GOOD).encode() + b"\n" + b'{"messages": ' + b"[" * 100000 + b"\n", 2,
+                                 "nested too deeply"),
+    "huge_integer": (b'{"messages": [], "n": ' + b"9" * 100000 + b"}\n", 1, "invalid JSON (Exceeds the limit"),
+    "nan_constant": (b'{"messages": [], "x": NaN}\n', 1, "NaN is not valid JSON"),
+    "lone_surrogate": (b'{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "b"}]}\n',
+                       1, "messages[0].content: unpaired surrogate"),
+    "binary_garbage": (bytes(range(128, 256)) * 40, 1, "not valid UTF-8"),
+    "nul_bytes": (b"\x00" * 64 + b"\n", 1, "invalid JSON"),
+    "latin1": ('{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'.encode("latin-1"), 1, "not valid UTF-8"),
+    "utf8_bom": (b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n", 1, "invalid JSON"),
+    "whitespace_only": (b"  \n\t\n", 1, "empty file"),
+    "trailing_blank_lines": (json.dumps(GOOD).encode() + b"\n\n\n", 2, "blank line"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_LINES))
+def test_hostile_input_is_one_line_exit_2(tmp_path, case):
+    raw, line_no, message = HOSTILE_LINES[case]
+    p = tmp_path / "h.jsonl"
+    p.write_bytes(raw)
+    res = _validate(p)
+    assert res.exit_code == 2, (res.exit_code, res.output[-500:])
+    out = res.output.strip()
+    assert out.count("\n") == 0 and "Traceback" not in out, out[-500:]
+    assert out.startswith(f"{p}:{line_no}: ") and message in out, out
+
+
+def test_huge_line_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_LINE_BYTES", 1000)
+    p = tmp_path / "long.jsonl"
+    p.write_bytes(json.dumps(GOOD).encode() + b"\n" + b"x" * 5000)  # no newline at all on line 2
+    res = _validate(p)
+    assert res.exit_code == 2 and res.output.strip() == f"{p}:2: line longer than 1000 bytes (expected one JSON object per line)"
+    # an endless stream (no newline ever) stops at the cap instead of filling memory
+    with pytest.raises(InputError, match=r"/dev/zero:1: line longer than 1000 bytes"):
+        data.validate_chat_file("/dev/zero")
+    # a line of exactly the cap is still read
+    row = json.dumps({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a" * 800}]})
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(row + " " * (999 - len(row)) + "\n")
+    assert len(ok.read_bytes()) == 1000 and data.validate_chat_file(ok) == 1
+
+
+def test_unreadable_path_is_one_line(tmp_path):
+    with pytest.raises(InputError, match="cannot read"):
+        data.validate_chat_file(tmp_path)  # a directory (the CLI refuses it before; fetch could hand one)
+
+
 @pytest.mark.skipif(not (REALWORLD / "em_insecure_subset.jsonl").exists(), reason="real-world data absent")
 def test_real_insecure_subset_is_valid():
     p = REALWORLD / "em_insecure_subset.jsonl"
@@ -233,3 +284,88 @@ def test_cli_fetch_offline_one_line_no_partial_file(tmp_path, monkeypatch):
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fetch: cannot download https://raw.githubusercontent.com/")
     assert _no_partial(tmp_path / DOWNLOADS) == []
+
+
+LOCKS = {
+    "not_json": "{not json",
+    "not_utf8": b"\xff\xfe",
+    "list": "[]",
+    "null": "null",
+    "files_list": '{"files": []}',
+    "record_not_object": '{"files": {"insecure": "x"}}',
+    "digest_not_hex": '{"files": {"insecure": {"sha256": 5}}}',
+    "deep": "[" * 100000,
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOCKS))
+def test_fetch_damaged_lock_is_one_line_error(tmp_path, case):
+    d = tmp_path / "data"
+    d.mkdir()
+    content = LOCKS[case]
+    (d / data.LOCK_NAME).write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(InputError, match=rf"{data.LOCK_NAME}: .*delete it") as exc:
+        data.fetch_data(_entry(), d, opener=_opener(PAYLOAD))
+    assert "\n" not in str(exc.value)
+    assert _no_partial(d) == []
+
+
+def test_fetch_download_dir_that_is_or_is_under_a_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(InputError, match="is not a directory"):
+        data.fetch_data(_entry(), f, opener=_opener(PAYLOAD))
+    with pytest.raises(InputError, match="afile is not a directory"):
+        data.fetch_data(_entry(), f / "sub", opener=_opener(PAYLOAD))
+    res = CliRunner().invoke(data_group, ["fetch", "--profile", "paper", "--out", str(f / "sub")])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    # destination occupied by a directory: one line, nothing written
+    d = tmp_path / "d"
+    (d / "insecure.jsonl").mkdir(parents=True)
+    with pytest.raises(ReproError, match="insecure.jsonl: Is a directory; no file written"):
+        data.fetch_data(_entry(), d, opener=_opener(PAYLOAD))
+
+
+BAD_ENTRIES = {
+    "dest_traversal": ({"dest": "../../escape.jsonl"}, "dest: expected a plain file name"),
+    "dest_absolute": ({"dest": "/tmp/abs.jsonl"}, "dest: expected a plain file name"),
+    "dest_dotdot": ({"dest": ".."}, "dest: expected a plain file name"),
+    "url_file_scheme": ({"url": "file:///etc/passwd"}, "url: expected an https:// URL"),
+    "url_not_string": ({"url": 5}, "url: expected an https:// URL"),
+    "sha_short": ({"sha256": "abc"}, "sha256: expected 64 lowercase hex digits"),
+    "bytes_string": ({"bytes": "12"}, "bytes: expected a non-negative integer"),
+    "rows_negative": ({"rows": -1}, "rows: expected a non-negative integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENTRIES))
+def test_fetch_refuses_unsafe_manifest_entries(tmp_path, case):
+    change, message = BAD_ENTRIES[case]
+    manifest = _entry()
+    manifest["files"]["insecure"].update(change)
+    with pytest.raises(InputError, match=f"files.insecure.{message}"):
+        data.fetch_data(manifest, tmp_path / "a" / "b", opener=_opener(PAYLOAD))
+    assert not (tmp_path / "escape.jsonl").exists() and not list(tmp_path.rglob("*.jsonl"))
+    with pytest.raises(InputError, match="files.insecure: expected a mapping"):
+        data.fetch_data({"files": {"insecure": "x"}}, tmp_path / "a", opener=_opener(PAYLOAD))
+
+
+@pytest.mark.parametrize("text, message", [("files: [\n", r"m\.yaml:\d+: invalid YAML"),
+                                           (b"\xff\xfe", "not valid UTF-8"),
+                                           ("- a\n", "expected a mapping with a 'files' section")])
+def test_load_manifest_malformed_is_one_line(tmp_path, text, message):
+    m = tmp_path / "m.yaml"
+    m.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InputError, match=message) as exc:
+        data.load_manifest(m)
+    assert "\n" not in str(exc.value)
+
+
+def test_fetch_local_io_failure_is_not_reported_as_offline(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(data.io, "sha256_file", full_disk)
+    with pytest.raises(ReproError, match="No space left on device; no file written") as exc:
+        data.fetch_data(_entry(), tmp_path / "data", opener=_opener(PAYLOAD))
+    assert "offline" not in str(exc.value)
+    assert _no_partial(tmp_path / "data") == []

@@ -131,11 +131,13 @@ def test_ica_matches_sklearn_fastica_first_column():
 
     pos, neg, _ = planted(n_pos=20, n_neg=20, dim=60, sep=3.0, seed=3)
     ours = extract_vectors(pos, neg, ["ica"], seed=0)["ica"]
+    # The original fixed FastICA's random_state at 42: the run seed must not move ICA.
+    assert torch.equal(ours, extract_vectors(pos, neg, ["ica"], seed=7)["ica"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for layer in range(L):
             x = torch.cat([pos[:, layer], neg[:, layer]]).double().numpy()
-            ica = FastICA(n_components=min(50, len(x) - 1), random_state=0).fit(x)
+            ica = FastICA(n_components=min(50, len(x) - 1), random_state=42).fit(x)
             ref = torch.from_numpy(ica.mixing_[:, 0])
             # Same column up to the polarity flip we apply (sklearn does not orient it).
             assert float(cos(ours[layer].double(), ref).abs()) >= 0.99
@@ -210,6 +212,30 @@ def test_metrics_on_separable_and_identical_data():
         assert abs(r["accuracy"] - 0.5) < 0.05
         assert abs(r["auroc"] - 0.5) < 0.05
         assert abs(r["cohens_d"]) < 0.15
+
+
+def test_metrics_follow_the_original_definitions():
+    # The original library's metrics (traitlens metrics.py), on cosine projections: Cohen's d over
+    # sqrt((var_pos + var_neg) / 2) with ddof=1, reported as |d|; Student's t-test (scipy default).
+    from scipy import stats
+
+    gen = torch.Generator().manual_seed(9)
+    direction = torch.randn(1, 32, generator=gen)
+    pos = torch.randn(12, 1, 32, generator=gen) + 0.4 * direction  # unequal class sizes and spreads
+    neg = 3.0 * torch.randn(30, 1, 32, generator=gen)
+    for sign in (1.0, -1.0):
+        (row,) = evaluate_vectors({"v": sign * direction}, pos, neg)
+        unit = sign * direction[0].double() / direction[0].double().norm()
+        p = (pos[:, 0].double() / pos[:, 0].double().norm(dim=-1, keepdim=True)) @ unit
+        q = (neg[:, 0].double() / neg[:, 0].double().norm(dim=-1, keepdim=True)) @ unit
+        d_orig = ((p.mean() - q.mean()).abs() / torch.sqrt((p.std() ** 2 + q.std() ** 2) / 2)).item()
+        assert row["effect_size"] == pytest.approx(d_orig, rel=1e-9)
+        assert row["cohens_d"] == pytest.approx(torch.sign(p.mean() - q.mean()).item() * d_orig, rel=1e-9)
+        assert (row["cohens_d"] > 0) == row["polarity_correct"] == (sign > 0)
+        student = stats.ttest_ind(p.numpy(), q.numpy()).pvalue
+        welch = stats.ttest_ind(p.numpy(), q.numpy(), equal_var=False).pvalue
+        assert row["p_value"] == pytest.approx(student, rel=1e-9)
+        assert abs(student - welch) > 1e-3 * student  # the data tell the two tests apart
 
 
 def test_split_heldout_is_deterministic_and_disjoint(data):

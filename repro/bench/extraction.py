@@ -23,7 +23,7 @@ import torch
 
 from repro.errors import InputError
 from repro.vector_metrics import evaluate_vectors
-from repro.vectors import ICA_MAX_COMPONENTS, METHODS, extract_vectors, method_seed, small_ops_threads
+from repro.vectors import ICA_MAX_COMPONENTS, ICA_RANDOM_STATE, METHODS, extract_vectors, method_seed, small_ops_threads
 
 SEPARATION = 6.0  # distance between class means along the planted direction, in noise sd
 
@@ -91,7 +91,7 @@ def _sklearn_loop(pos: torch.Tensor, neg: torch.Tensor, seed: int) -> tuple[dict
             timed("probe", lambda: LogisticRegression(C=1.0, max_iter=1000, random_state=42).fit(x, y).coef_[0], layer)
             timed("gradient", lambda: _gradient_one_layer(pos[:, layer], neg[:, layer], v0[layer]), layer)
             timed("mean_diff", lambda: pos_np[:, layer].mean(0) - neg_np[:, layer].mean(0), layer)
-            timed("ica", lambda: FastICA(n_components=n_comp, random_state=seed).fit(x).mixing_[:, 0], layer)
+            timed("ica", lambda: FastICA(n_components=n_comp, random_state=ICA_RANDOM_STATE).fit(x).mixing_[:, 0], layer)
             timed("pca_diff", lambda: PCA(n_components=1).fit(pos_np[:k, layer] - neg_np[:k, layer]).components_[0], layer)
             timed("random", lambda: _unit(np.random.default_rng([seed, layer]).standard_normal(dim)), layer)
     return {m: torch.from_numpy(v) for m, v in out.items()}, secs
