@@ -38,7 +38,7 @@ def run_dir_lock(root: Path) -> Iterator[Path]:
     root = Path(root)
     path = lock_path(root)
     key = str(path.resolve()) if path.parent.exists() else str(path.absolute())
-    if os.environ.get(PARENT_ENV) == key or key in _held:
+    if held_by_parent(path) or key in _held:
         _held[key] = _held.get(key, 0) + 1
         try:
             yield path
@@ -57,9 +57,11 @@ def run_dir_lock(root: Path) -> Iterator[Path]:
     except OSError as exc:
         raise ReproError(f"{root}: run directory is not writable ({exc.strerror or exc}); pass --out DIR") from None
     key = str(path.resolve())
+    previous = os.environ.get(PARENT_ENV)
     try:
         path.with_suffix(".pid").write_text(str(os.getpid()))
         _held[key] = 1
+        os.environ[PARENT_ENV] = key  # inherited by the processes this one starts (launch ranks)
         yield path
     except OSError as exc:
         if exc.filename and Path(exc.filename).parent == root:
@@ -67,11 +69,16 @@ def run_dir_lock(root: Path) -> Iterator[Path]:
         raise
     finally:
         _held.pop(key, None)
+        if previous is None:
+            os.environ.pop(PARENT_ENV, None)
+        else:
+            os.environ[PARENT_ENV] = previous
         with contextlib.suppress(OSError):
             path.with_suffix(".pid").unlink()
         lock.release()
 
 
-def child_env(root: Path) -> dict[str, str]:
-    """Environment for a subprocess that works under this process's lock on `root`."""
-    return {**os.environ, PARENT_ENV: str(lock_path(root).resolve())}
+def held_by_parent(path: Path | str, env: dict | None = None) -> bool:
+    """True when REPRO_PARENT_LOCK names this lock file: a parent process holds it for us."""
+    named = (os.environ if env is None else env).get(PARENT_ENV)
+    return bool(named) and Path(named).resolve() == Path(path).resolve()

@@ -261,3 +261,18 @@ def test_masking_on_real_insecure_rows(tok, realworld_dir):
         assert [tok.decode(s, skip_special_tokens=False) for s in spans] == [a + "<|im_end|>" for a in answers], n
     train, hold = split_rows(read_jsonl(realworld_dir / "em_insecure_subset.jsonl"), 0.1, 0, 2)
     assert (len(train), len(hold)) == (2718, 303)  # datasets rounds the test share up: ceil(302.1)
+
+
+def test_resume_skips_a_checkpoint_killed_mid_save(tmp_path):
+    from repro.train.loop import last_complete_checkpoint
+
+    root = tmp_path / "checkpoints"
+    good, torn, junk = root / "checkpoint-4", root / "checkpoint-8", root / "checkpoint-12"
+    for d in (good, torn, junk):
+        d.mkdir(parents=True)
+    (good / "adapter_model.safetensors").write_bytes(b"w")
+    (good / "trainer_state.json").write_text('{"global_step": 4}')
+    (torn / "adapter_model.safetensors").write_bytes(b"w")          # killed before trainer_state.json
+    (junk / "trainer_state.json").write_text('{"global_st')          # killed while writing it
+    assert last_complete_checkpoint(root) == str(good)
+    assert last_complete_checkpoint(tmp_path / "none") is None

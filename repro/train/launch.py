@@ -27,6 +27,8 @@ only write into the out_dir their parent gave them).
 
 from __future__ import annotations
 
+from ..lock import PARENT_ENV, held_by_parent  # noqa: F401  (the lock contract lives in repro.lock)
+
 import json
 import os
 import signal
@@ -43,7 +45,6 @@ from ..errors import InputError, ReproError
 from ..io import read_json, write_json
 
 _KEYS = ("run_name", "recipe", "base_model_path", "rows_path", "out_dir")
-PARENT_LOCK_ENV = "REPRO_PARENT_LOCK"
 LAUNCHED_BACKENDS = ("hf-full",)  # the LoRA backends train on one GPU (the 32B run fits one 80 GB card)
 
 
@@ -114,12 +115,6 @@ def launch_command(run_config: Path | str, plan: LaunchPlan, *, main_process_por
             "--num_processes", str(plan.num_processes), *port, *tail]
 
 
-def held_by_parent(lock_path: Path | str, env: dict | None = None) -> bool:
-    """True when REPRO_PARENT_LOCK names this lock file: a parent process holds it for us."""
-    named = (os.environ if env is None else env).get(PARENT_LOCK_ENV)
-    return bool(named) and Path(named).resolve() == Path(lock_path).resolve()
-
-
 def write_run_config(path: Path, *, run_name: str, recipe: dict, base_model_path: str, rows_path: Path,
                      out_dir: Path, num_processes: int | None = None) -> Path:
     cfg = {"run_name": run_name, "recipe": recipe, "base_model_path": str(base_model_path),
@@ -153,7 +148,7 @@ def _child_env(parent_lock: str | None) -> dict:
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([package_root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     if parent_lock:
-        env[PARENT_LOCK_ENV] = str(parent_lock)
+        env[PARENT_ENV] = str(parent_lock)
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for its ranks; set here to skip its warning
     return env
 
@@ -244,7 +239,7 @@ def main(run_config: Path, no_progress: bool) -> None:
         if expected is not None and int(expected) != world:
             raise ReproError(f"{run_config}: num_processes {expected} but this launch has {world} ranks "
                              "(the global batch split was planned for the former)")
-        click.echo(f"rank {rank}/{world}: run {cfg['run_name']}, parent lock {os.environ.get(PARENT_LOCK_ENV) or 'none'}",
+        click.echo(f"rank {rank}/{world}: run {cfg['run_name']}, parent lock {os.environ.get(PARENT_ENV) or 'none'}",
                    err=True)
         rows = load_chat_rows(cfg["rows_path"])
         summary = train_run(cfg["run_name"], cfg["recipe"], cfg["base_model_path"], rows, Path(cfg["out_dir"]),

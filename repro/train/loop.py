@@ -103,15 +103,39 @@ def expected_steps(examples: int, recipe: dict, world_size: int = 1) -> int:
     return math.ceil(examples / per_step) * int(recipe.get("epochs", 1))
 
 
+# A checkpoint is complete when Trainer got as far as its last file: trainer_state.json is written
+# after the weights, optimizer and scheduler states (Trainer._save_checkpoint), so a kill during the
+# save leaves a folder without it (or with a truncated one).
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+
+
+def checkpoint_is_complete(folder: Path) -> bool:
+    try:
+        state = read_json(folder / "trainer_state.json")
+    except (OSError, ValueError):
+        return False
+    return (isinstance(state, dict) and isinstance(state.get("global_step"), int)
+            and any((folder / name).is_file() for name in WEIGHT_FILES))
+
+
+def last_complete_checkpoint(root: Path) -> str | None:
+    """The newest `checkpoint-<step>` under root that is complete; incomplete ones are ignored."""
+    if not root.is_dir():
+        return None
+    found = []
+    for folder in root.iterdir():
+        prefix, _, step = folder.name.partition("-")
+        if folder.is_dir() and prefix == "checkpoint" and step.isdigit() and checkpoint_is_complete(folder):
+            found.append((int(step), folder))
+    return str(max(found)[1]) if found else None
+
+
 def prepare_out_dir(out_dir: Path, *, main_process: bool = True) -> tuple[str | None, list[dict]]:
     """(checkpoint to resume from or None, step-log rows kept). A fresh start clears stale
     final artifacts and log; a resume truncates the log to the checkpoint's step."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / LOG_NAME
-    ckpt_root = out_dir / CHECKPOINTS
-    last = get_last_checkpoint(str(ckpt_root)) if ckpt_root.is_dir() else None
+    last = last_complete_checkpoint(out_dir / CHECKPOINTS)
     if not main_process:
         return last, []
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)  # incomplete until the summary is rewritten
