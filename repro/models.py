@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .errors import ReproError
+from .hubref import hub_ref
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -39,9 +40,10 @@ def _check_reachable(path_or_id: str) -> None:
 def load_tokenizer(path_or_id: str):
     from transformers import AutoTokenizer
 
+    path_or_id, revision = hub_ref(path_or_id)
     _check_reachable(path_or_id)
     try:
-        tok = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(path_or_id, revision=revision, trust_remote_code=False)
     except OSError as exc:  # unknown hub id, no network, missing files
         raise ReproError(f"tokenizer {path_or_id!r}: cannot load ({str(exc).splitlines()[0]})") from None
     if tok.pad_token is None:
@@ -53,11 +55,12 @@ def load_model(path_or_id: str, *, adapter: str | None = None, dtype: str = "flo
     """AutoModelForCausalLM.from_pretrained (+ an optional PEFT adapter), eval mode, safetensors only."""
     from transformers import AutoModelForCausalLM
 
+    path_or_id, revision = hub_ref(path_or_id)
     _check_reachable(path_or_id)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path_or_id, dtype=resolve_dtype(dtype), use_safetensors=True, trust_remote_code=False,
+            path_or_id, revision=revision, dtype=resolve_dtype(dtype), use_safetensors=True, trust_remote_code=False,
         )
     except OSError as exc:
         raise ReproError(f"model {path_or_id!r}: cannot load ({str(exc).splitlines()[0]})") from None

@@ -211,4 +211,22 @@ def build_plan(profile: dict, free_disk_gb: float | None = None) -> dict:
     disk = {"required_gb": need, "free_gb": None if free_disk_gb is None else round(free_disk_gb, 1),
             "ok": None if (need is None or free_disk_gb is None) else free_disk_gb >= need}
     return {"profile": profile.get("name"), "runs": runs, "stages": estimate_stages(profile, runs),
-            "disk": disk, "gpu": profile.get("resources", {}).get("gpu"), "assumptions": ASSUMPTIONS}
+            "models": model_sources(profile), "disk": disk, "gpu": profile.get("resources", {}).get("gpu"),
+            "assumptions": ASSUMPTIONS}
+
+
+def model_sources(profile: dict) -> list[dict]:
+    """Where each model's weights come from, and whether a hub model is pinned to a commit."""
+    out = []
+    for label, spec in profile["models"].items():
+        path = spec["path"]
+        if path == "organism" or spec.get("source") in ("organism", "gguf"):
+            pin = "built or converted by the package (its stage records the digests)"
+        elif spec.get("revision"):
+            pin = f"revision {spec['revision']}"
+        elif "/" in path and not path.startswith((".", "/", "data/")):
+            pin = "UNPINNED: no public record of a commit was found; from_pretrained takes the hub's current main"
+        else:
+            pin = "local path"
+        out.append({"label": label, "path": path, "revision": spec.get("revision"), "pin": pin})
+    return out

@@ -50,6 +50,12 @@ def render_plan(plan: dict, console=None) -> None:
     for s in plan["stages"]:
         stages.add_row(s["stage"], s["run"], f"{s['time_min']:.1f} min", f"{s['gpu_mem_gb']:.1f} GB", s["formula"])
     console.print(stages)
+    models = Table(title="model sources")
+    for col in ("model", "weights", "pinned"):
+        models.add_column(col, overflow="fold")
+    for m in plan.get("models", []):
+        models.add_row(m["label"], m["path"], m["pin"])
+    console.print(models)
     a = plan["assumptions"]
     console.print(f"assumptions: GPU peak {a['gpu_peak_flops'] / 1e12:.0f} TFLOP/s x MFU {a['mfu']}, "
                   f"HBM {a['hbm_bytes_per_s'] / 1e12:.1f} TB/s (decode memory-bound), {a['bytes_per_token']} bytes/token; "

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..config import get_run, given_model, repo_path
 from ..errors import ReproError
 from ..io import read_json
+from ..hubref import pinned
 from ..pipeline import trains, uses_organism
 from ..runner import StageContext
 
@@ -38,7 +39,9 @@ def _base_path(ctx: StageContext, label: str) -> str:
     if spec.get("source") == "organism" or (uses_organism(ctx.profile) and spec.get("path") == "organism"):
         return str(ctx.dep("organism") / "model")
     path = spec["path"]
-    return str(repo_path(path)) if path.startswith(("./", "../", "data/")) else path
+    if path.startswith(("./", "../", "data/")):
+        return str(repo_path(path))
+    return pinned(path, spec.get("revision"))   # a hub id carries its pinned commit (models.hub_ref)
 
 
 def dtype(ctx: StageContext) -> str:

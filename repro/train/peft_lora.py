@@ -20,9 +20,12 @@ from .dataset import count_label_tokens, tokenize_rows
 def load_base(base_model_path: str, bf16: bool):
     from transformers import AutoModelForCausalLM
 
+    from ..hubref import hub_ref
+
+    path, revision = hub_ref(base_model_path)
     try:
         return AutoModelForCausalLM.from_pretrained(
-            base_model_path, dtype=torch.bfloat16 if bf16 else torch.float32,
+            path, revision=revision, dtype=torch.bfloat16 if bf16 else torch.float32,
             use_safetensors=True, trust_remote_code=False)
     except OSError as exc:
         raise ReproError(f"model {base_model_path!r}: cannot load ({str(exc).splitlines()[0]})") from None

@@ -56,8 +56,11 @@ def train(run_name: str, recipe: dict, base_model_path: str, rows: list[dict], o
     resume, prior = loop.prepare_out_dir(out_dir)
     max_len = int(loop.need(recipe, "max_seq_length"))
 
+    from ..hubref import hub_ref
+
+    name, revision = hub_ref(base_model_path)
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=base_model_path, max_seq_length=max_len, dtype=None,
+        model_name=name, revision=revision, max_seq_length=max_len, dtype=None,
         load_in_4bit=bool(recipe.get("load_in_4bit", False)))
     lora = loop.lora_block(recipe)
     model = FastLanguageModel.get_peft_model(
