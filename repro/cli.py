@@ -149,7 +149,7 @@ def table_cmd(ctx, name, profile_opt, out_opt, force_opt, samples, em_model):
         click.echo(md.read_text())
     from .compare import compare_profile, render_console
 
-    rows = compare_profile(profile["name"], root, tables=[name])
+    rows = compare_profile(profile, root, tables=[name])
     if rows:
         render_console(rows)
 
@@ -160,9 +160,9 @@ def table_cmd(ctx, name, profile_opt, out_opt, force_opt, samples, em_model):
 @click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
 @click.pass_context
 def reproduce_all(ctx, profile_opt, out_opt, force_opt, samples, em_model):
-    """Every stage, every table, the comparison and the report. Exit 1 if a comparison FAILs."""
+    """Every stage, every table, the comparison and the report. Exit 1 on a regression FAIL or NOT_RUN."""
     s = _settings(ctx, profile_opt, out_opt, force_opt)
-    from .compare import compare_profile, render_console, write_compare
+    from .compare import render_console, run_comparison
     from .pipeline import build_graph, table_targets
     from .report import build_report
 
@@ -170,13 +170,13 @@ def reproduce_all(ctx, profile_opt, out_opt, force_opt, samples, em_model):
     profile = s.profile()
     _run_targets(s, table_targets(profile, build_graph(profile, {"progress": True, **options})), options)
     root = s.root(profile)
-    rows = compare_profile(profile["name"], root)
-    write_compare(rows, root)
+    doc = run_comparison(profile, root)
     report = build_report(profile, root)
-    render_console(rows)
+    render_console(doc)
     click.echo(f"report: {report}")
-    if any(r["verdict"] == "FAIL" for r in rows):
-        sys.exit(1)
+    if doc["exit_code"]:
+        click.echo(f"exit {doc['exit_code']}: {doc['exit_reason']}", err=True)
+        sys.exit(doc["exit_code"])
 
 
 @cli.command("graph")
@@ -222,12 +222,12 @@ def mini_build(ctx, profile_opt, out_opt, force_opt):
 def report_cmd(ctx, profile_opt, out_opt, force_opt):
     """Write runs/<profile>/report/REPORT.md from what has been run (no stage is run)."""
     s = _settings(ctx, profile_opt, out_opt, force_opt)
-    from .compare import compare_profile, write_compare
+    from .compare import run_comparison
     from .report import build_report
 
     profile = s.profile()
     root = s.root(profile)
-    write_compare(compare_profile(profile["name"], root), root)
+    run_comparison(profile, root)
     click.echo(str(build_report(profile, root)))
 
 

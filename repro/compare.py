@@ -6,7 +6,13 @@ Each reference entry has a kind:
   categorical  reproduced equals value (case-insensitive; value may be a list of accepted values);
                if reproduced is a list (e.g. tags), PASS when it contains value
   claim        `expr` is a small predicate over the results file, evaluated by a safe evaluator
-A quantity whose results file or path is missing is NOT_RUN, never PASS.
+A quantity whose results file or path is missing is NOT_RUN, never PASS. Given the profile, a
+quantity its stage graph cannot produce (no table stage for the results file, or a `[run=NAME]`
+selector naming no run of the profile) is NOT_APPLICABLE: shown, not an error.
+
+These rows are a regression check against paper_tables/<P>/ (for the paper profile: the findings'
+published numbers). The headline of the comparison is the findings verdicts (repro.findings);
+they never set the exit code, a regression FAIL or NOT_RUN does (`exit_code`).
 Schema of the results files and of the tables: paper_tables/README.md.
 """
 
@@ -19,12 +25,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from repro import io
 from repro.errors import InputError
 
-VERDICTS = ("PASS", "FAIL", "NOT_RUN")
+VERDICTS = ("PASS", "FAIL", "NOT_RUN", "NOT_APPLICABLE")
 KINDS = ("exact", "numeric", "categorical", "claim")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_ROOT = REPO_ROOT / "paper_tables"   # reference tables and findings.yaml (tests point it elsewhere)
+REGRESSION_LABEL = "Regression check against this profile's own recorded numbers"
+PUBLISHED_LABEL = "Comparison with the findings' published numbers"
 
 
 class Missing(Exception):
@@ -82,7 +93,7 @@ _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
         ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
-_FUNCS = {"abs": abs, "min": min, "max": max, "len": len}   # plus get("path[sel=...]") handled below
+_FUNCS = {"abs": abs, "min": min, "max": max, "len": len, "round": round}   # plus get("path[sel=...]") below
 MAX_EXPR_CHARS = 400
 
 
@@ -133,10 +144,14 @@ def _check(node: ast.AST, expr: str) -> None:
     elif isinstance(node, ast.Call):
         fname = node.func.id if isinstance(node.func, ast.Name) else None
         if fname not in (*_FUNCS, "get") or node.keywords:
-            raise InputError(f"claim {expr!r}: call not allowed (only abs, min, max, len, get without keywords)")
+            raise InputError(f"claim {expr!r}: call not allowed (only abs, min, max, len, round, get without keywords)")
         if fname == "get" and not (len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
                                    and isinstance(node.args[0].value, str)):
             raise InputError(f"claim {expr!r}: get() takes one string path")
+        # round(x, k) with a literal 0 <= k <= 15 only: a huge negative k on an int is a denial of service
+        if fname == "round" and not (len(node.args) == 2 and isinstance(node.args[1], ast.Constant)
+                                     and type(node.args[1].value) is int and 0 <= node.args[1].value <= 15):
+            raise InputError(f"claim {expr!r}: round() takes a value and a literal digit count 0..15")
         for a in node.args:
             _check(a, expr)
     else:
@@ -178,8 +193,72 @@ def _evaluate_node(node: ast.AST, data: dict) -> Any:
 
 
 # ----------------------------------------------------------------------------- reference tables
+def _read_reference_yaml(path: Path) -> tuple[Any, list[int]]:
+    """The parsed file and the 1-based line of each `entries` item; malformed YAML is a one-line InputError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read reference table ({exc})") from None
+    try:
+        doc = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{path}{where}: invalid YAML ({problem})") from None
+    lines: list[int] = []
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if getattr(key, "value", None) == "entries" and isinstance(value, yaml.SequenceNode):
+                lines = [item.start_mark.line + 1 for item in value.value]
+    return doc, lines
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_entry(e: Any, where: str) -> None:
+    if not isinstance(e, dict):
+        raise InputError(f"{where}: expected a mapping (quantity, kind, path/expr, value, source)")
+    kind = e.get("kind")
+    if kind not in KINDS:
+        raise InputError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    need = ["quantity", "source"] + (["expr"] if kind == "claim" else ["path", "value"])
+    for field in need:
+        if field not in e:
+            raise InputError(f"{where}: missing field '{field}'")
+    for field in ("quantity", "source", "expr" if kind == "claim" else "path"):
+        if not isinstance(e[field], str) or not e[field].strip():
+            raise InputError(f"{where}.{field}: expected a non-empty string, got {e[field]!r}")
+    if "note" in e and not isinstance(e["note"], (str, type(None))):
+        raise InputError(f"{where}.note: expected a string")
+    if kind == "numeric":
+        if not _is_num(e["value"]) or not math.isfinite(e["value"]):
+            raise InputError(f"{where}.value: expected a number for a numeric entry, got {e['value']!r}")
+        tol = e.get("tolerance")
+        if not (isinstance(tol, dict) and len(tol) == 1 and set(tol) <= {"abs", "rel"}):
+            raise InputError(f"{where}.tolerance: expected {{abs: x}} or {{rel: x}}")
+        t = next(iter(tol.values()))
+        if not _is_num(t) or not math.isfinite(t) or t < 0:
+            raise InputError(f"{where}.tolerance: expected a non-negative number, got {t!r}")
+    if kind == "claim":
+        try:
+            check_expr(e["expr"])
+        except InputError as exc:
+            raise InputError(f"{where}.expr: {exc}") from None
+    else:
+        try:
+            split_path(e["path"])
+        except InputError as exc:
+            raise InputError(f"{where}.path: {exc}") from None
+
+
 def load_reference_tables(table_dir: str | Path, tables: list[str] | None = None) -> list[dict]:
-    """All entries of paper_tables/<P>/*.yaml (optionally only the named tables), validated."""
+    """All entries of paper_tables/<P>/*.yaml (optionally only the named tables), validated.
+
+    Every error is one InputError line naming the file, and the line where YAML gives one."""
     table_dir = Path(table_dir)
     if not table_dir.is_dir():
         raise InputError(f"{table_dir}: reference table directory not found")
@@ -187,30 +266,20 @@ def load_reference_tables(table_dir: str | Path, tables: list[str] | None = None
     for path in sorted(table_dir.glob("*.yaml")):
         if tables and path.stem not in tables:
             continue
-        doc = io.read_yaml(path)
+        doc, lines = _read_reference_yaml(path)
         if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list) or "results" not in doc:
             raise InputError(f"{path}: expected a mapping with 'results' (file name) and 'entries' (list)")
+        results = doc["results"]
+        if not (isinstance(results, str) and re.fullmatch(r"[A-Za-z0-9_]+\.json", results)):
+            raise InputError(f"{path}: results: expected a results file name like models.json, got {results!r}")
+        seen: set[str] = set()
         for i, e in enumerate(doc["entries"]):
-            where = f"{path}: entries[{i}]"
-            kind = e.get("kind")
-            if kind not in KINDS:
-                raise InputError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-            need = ["quantity", "source"] + (["expr"] if kind == "claim" else ["path", "value"])
-            for field in need:
-                if field not in e:
-                    raise InputError(f"{where}: missing field '{field}'")
-            if kind == "numeric":
-                tol = e.get("tolerance")
-                if not (isinstance(tol, dict) and len(tol) == 1 and set(tol) <= {"abs", "rel"}):
-                    raise InputError(f"{where}.tolerance: expected {{abs: x}} or {{rel: x}}")
-            if kind == "claim":
-                try:
-                    check_expr(e["expr"])
-                except InputError as exc:
-                    raise InputError(f"{where}.expr: {exc}") from None
-            else:
-                split_path(e["path"])
-            entries.append({**e, "table": path.stem, "results": doc["results"], "table_id": doc.get("table")})
+            where = f"{path}:{lines[i]}: entries[{i}]" if i < len(lines) else f"{path}: entries[{i}]"
+            _check_entry(e, where)
+            if e["quantity"] in seen:
+                raise InputError(f"{where}.quantity {e['quantity']!r}: duplicate within the table")
+            seen.add(e["quantity"])
+            entries.append({**e, "table": path.stem, "results": results, "table_id": doc.get("table")})
     return entries
 
 
@@ -224,13 +293,18 @@ def _tolerance(entry: dict, ref: float) -> float:
     return float(tol["abs"]) if "abs" in tol else abs(float(tol["rel"]) * ref)
 
 
-def judge(entry: dict, results: dict | None) -> dict:
+def _row(entry: dict) -> dict:
+    kind = entry["kind"]
+    return {"table": entry["table"], "quantity": entry["quantity"],
+            "reference": entry["expr"] if kind == "claim" else entry["value"],
+            "reproduced": None, "tolerance": entry.get("tolerance"), "verdict": "NOT_RUN", "delta": None,
+            "kind": kind, "source": entry["source"], "note": entry.get("note") or ""}
+
+
+def judge(entry: dict, results: Any) -> dict:
     """One comparison row for a reference entry against one parsed results file (None: file missing)."""
     kind = entry["kind"]
-    row = {"table": entry["table"], "quantity": entry["quantity"],
-           "reference": entry["expr"] if kind == "claim" else entry["value"],
-           "reproduced": None, "tolerance": entry.get("tolerance"), "verdict": "NOT_RUN", "delta": None,
-           "kind": kind, "source": entry["source"], "note": entry.get("note", "")}
+    row = _row(entry)
     if results is None:
         row["note"] = _join(f"results/{entry['results']} missing", row["note"])
         return row
@@ -239,7 +313,7 @@ def judge(entry: dict, results: dict | None) -> dict:
     except Missing as exc:
         row["note"] = _join(f"not produced: {exc}", row["note"])
         return row
-    except (TypeError, ValueError, ZeroDivisionError) as exc:  # a produced value of the wrong type
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:  # a produced value of the wrong type
         row.update(verdict="FAIL", note=_join(f"cannot evaluate: {exc}", row["note"]))
         return row
     row["reproduced"] = value
@@ -275,32 +349,117 @@ def _join(a: str, b: str) -> str:
     return f"{a}; {b}" if b else a
 
 
-def compare_tables(table_dir: str | Path, results_dir: str | Path, tables: list[str] | None = None) -> list[dict]:
+# ----------------------------------------------------------------------------- what a profile produces
+_RUN_SELECTOR = re.compile(r"\[run=([^\]]*)\]")
+
+
+def produced_results(profile: dict) -> set[str]:
+    """Results file stems the profile's stage graph writes (one `table/<stem>` stage each)."""
+    from .pipeline import build_graph
+
+    return {name.split("/", 1)[1] for name in build_graph(profile) if name.startswith("table/")}
+
+
+def not_applicable(entry: dict, profile: dict, produced: set[str]) -> str | None:
+    """Why the profile cannot produce this quantity, or None when it can."""
+    stem = entry["results"].removesuffix(".json")
+    if stem not in produced:
+        return f"profile {profile['name']!r} has no table/{stem} stage"
+    runs = {r["name"] for r in profile.get("runs", [])}
+    for name in _RUN_SELECTOR.findall(entry.get("path") or entry.get("expr") or ""):
+        if name not in runs:
+            return f"profile {profile['name']!r} has no run {name!r}"
+    return None
+
+
+def _read_results(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return io.read_json(path)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise InputError(f"{path}: invalid JSON ({str(exc)[:120]})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def compare_tables(table_dir: str | Path, results_dir: str | Path, tables: list[str] | None = None,
+                   profile: dict | None = None) -> list[dict]:
+    """Rows for every reference entry; with `profile`, what its graph cannot produce is NOT_APPLICABLE."""
     results_dir = Path(results_dir)
-    cache: dict[str, dict | None] = {}
+    produced = produced_results(profile) if profile is not None else None
+    cache: dict[str, Any] = {}
     rows = []
     for entry in load_reference_tables(table_dir, tables):
+        reason = not_applicable(entry, profile, produced) if profile is not None else None
+        if reason:
+            row = _row(entry)
+            row.update(verdict="NOT_APPLICABLE", note=_join(reason, row["note"]))
+            rows.append(row)
+            continue
         name = entry["results"]
         if name not in cache:
-            path = results_dir / name
-            if not path.exists():
-                cache[name] = None
-            else:
-                try:
-                    cache[name] = io.read_json(path)
-                except ValueError as exc:
-                    raise InputError(f"{path}: invalid JSON ({exc})") from None
+            cache[name] = _read_results(results_dir / name)
         rows.append(judge(entry, cache[name]))
     return rows
 
 
-def compare_profile(profile_name: str, root: str | Path, tables: list[str] | None = None,
+def _as_profile(profile: dict | str) -> dict:
+    if isinstance(profile, str):
+        from .config import load_profile
+
+        return load_profile(profile)
+    return profile
+
+
+def compare_profile(profile: dict | str, root: str | Path, tables: list[str] | None = None,
                     ref_root: str | Path | None = None) -> list[dict]:
-    """Rows for runs/<P>/results against paper_tables/<P>/ ([] when the profile has no reference tables)."""
-    table_dir = Path(ref_root or REPO_ROOT / "paper_tables") / profile_name
+    """Regression rows for runs/<P>/results against paper_tables/<P>/ ([] when there is no such directory)."""
+    profile = _as_profile(profile)
+    table_dir = Path(ref_root or REFERENCE_ROOT) / profile["name"]
     if not table_dir.is_dir():
         return []
-    return compare_tables(table_dir, Path(root) / "results", tables)
+    return compare_tables(table_dir, Path(root) / "results", tables, profile=profile)
+
+
+# ----------------------------------------------------------------------------- the whole comparison
+def comparison(profile: dict | str, root: str | Path, tables: list[str] | None = None,
+               ref_root: str | Path | None = None) -> dict:
+    """Findings verdicts (the headline) + the regression rows, and the exit code they imply."""
+    from .findings import evaluate_findings, findings_path, load_findings, runs_without_row
+    from .findings import summary as findings_summary
+
+    profile = _as_profile(profile)
+    ref_root = Path(ref_root or REFERENCE_ROOT)
+    spec = load_findings(findings_path(ref_root))
+    findings = evaluate_findings(profile, Path(root), spec)
+    table_dir = ref_root / profile["name"]
+    rows = compare_profile(profile, root, tables, ref_root)
+    published = profile["name"] in spec["published_references"]
+    regression = {"kind": "none" if not table_dir.is_dir() else "published" if published else "recorded",
+                  "label": PUBLISHED_LABEL if published else REGRESSION_LABEL,
+                  "reference_dir": f"paper_tables/{profile['name']}/", "rows": rows, "summary": summary(rows)}
+    doc = {"profile": profile["name"], "findings": findings, "findings_summary": findings_summary(findings),
+           "runs_without_findings_row": runs_without_row(profile), "regression": regression}
+    doc["exit_code"], doc["exit_reason"] = exit_status(rows)
+    return doc
+
+
+def exit_status(rows: list[dict]) -> tuple[int, str]:
+    """1 on any regression FAIL or NOT_RUN (a quantity the profile produces but has no value for); else 0.
+
+    Findings verdicts and NOT_APPLICABLE rows never count."""
+    s = summary(rows)
+    if s["FAIL"] or s["NOT_RUN"]:
+        return 1, f"regression check: FAIL {s['FAIL']}, NOT_RUN {s['NOT_RUN']}"
+    return 0, "regression check: no FAIL, no NOT_RUN" if rows else "no recorded numbers for this profile"
+
+
+def run_comparison(profile: dict | str, root: str | Path, tables: list[str] | None = None) -> dict:
+    """comparison() written to <root>/compare.json and compare.md (what `repro compare` and reproduce-all do)."""
+    doc = comparison(profile, root, tables)
+    write_compare(doc, root)
+    return doc
 
 
 # ----------------------------------------------------------------------------- output
@@ -320,36 +479,76 @@ def summary(rows: list[dict]) -> dict:
     return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
 
 
-def render_markdown(rows: list[dict]) -> str:
-    s = summary(rows)
-    lines = ["# Comparison with reference numbers", "",
-             f"PASS {s['PASS']} / FAIL {s['FAIL']} / NOT_RUN {s['NOT_RUN']} (NOT_RUN: no reproduced value yet)", "",
+def summary_text(s: dict) -> str:
+    return f"PASS {s['PASS']} / FAIL {s['FAIL']} / NOT_RUN {s['NOT_RUN']} / NOT_APPLICABLE {s['NOT_APPLICABLE']}"
+
+
+def regression_lines(doc: dict, heading: str = "##") -> list[str]:
+    reg = doc["regression"]
+    title = f"{heading} {reg['label']} (`{reg['reference_dir']}`)"
+    if reg["kind"] == "none":
+        return [title, "", f"No `{reg['reference_dir']}` directory: no recorded numbers to check.", ""]
+    what = ("the findings' own numbers, with tolerances" if reg["kind"] == "published" else
+            "numbers this profile produced in an earlier reviewed run: PASS means \"the same as then\", "
+            "not \"the findings hold\" (that is the verdicts table above)")
+    lines = [title, "", f"Reference: {what}.", "",
+             f"{summary_text(reg['summary'])}. NOT_RUN: the profile produces the quantity but it has no value yet; "
+             "NOT_APPLICABLE: this profile's graph cannot produce it. The exit code is non-zero on any FAIL or NOT_RUN "
+             f"({doc['exit_reason']}).", "",
              "| table | quantity | reference | reproduced | delta | tolerance | verdict | source | note |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in reg["rows"]:
         cells = [r["table"], r["quantity"], _fmt(r["reference"]), _fmt(r["reproduced"]), _fmt(r["delta"]),
                  _fmt(r["tolerance"]), r["verdict"], r["source"], r["note"]]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines + [""]
 
 
-def write_compare(rows: list[dict], root: str | Path) -> tuple[Path, Path]:
+def render_markdown(doc: dict) -> str:
+    from .findings import markdown_lines
+
+    lines = [f"# Comparison: profile `{doc['profile']}`", ""]
+    lines += markdown_lines(doc["findings"], doc["profile"], doc.get("runs_without_findings_row", []))
+    lines += regression_lines(doc)
+    return "\n".join(lines)
+
+
+def write_compare(doc: dict, root: str | Path) -> tuple[Path, Path]:
     root = Path(root)
-    return io.write_json(root / "compare.json", rows), io.write_text(root / "compare.md", render_markdown(rows))
+    return io.write_json(root / "compare.json", doc), io.write_text(root / "compare.md", render_markdown(doc))
 
 
-def render_console(rows: list[dict], console=None) -> None:
+_FINDING_COLOUR = {"REPRODUCED": "green", "NOT REPRODUCED": "bold red", "NOT RUN": "yellow", "NOT APPLICABLE": "dim"}
+_ROW_COLOUR = {"PASS": "green", "FAIL": "bold red", "NOT_RUN": "yellow", "NOT_APPLICABLE": "dim"}
+
+
+def render_console(doc: dict | list[dict], console=None) -> None:
+    """Findings verdicts first, then the regression rows; a bare list of rows prints the rows only."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    colour = {"PASS": "green", "FAIL": "bold red", "NOT_RUN": "yellow"}
-    t = Table(title="Reproduced vs reference", show_lines=False)
+    if isinstance(doc, list):
+        doc = {"profile": None, "findings": None, "exit_reason": "",
+               "regression": {"label": "Regression check", "reference_dir": "", "kind": "recorded", "rows": doc,
+                              "summary": summary(doc)}}
+    if doc["findings"] is not None:
+        t = Table(title=f"Findings verdicts (profile {doc['profile']}; never set the exit code)", show_lines=False)
+        for col in ("finding", "row (run)", "verdict", "detail"):
+            t.add_column(col, overflow="fold")
+        for f in doc["findings"]:
+            who = f"{f['row']} ({f['run']})" if f["row"] and f["run"] else (f["row"] or "profile")
+            t.add_row(f["id"], who, f"[{_FINDING_COLOUR[f['verdict']]}]{f['verdict']}[/]", f["detail"])
+        console.print(t)
+    reg = doc["regression"]
+    if reg["kind"] == "none":
+        console.print(f"{reg['label']}: no {reg['reference_dir']} directory, nothing to check")
+        return
+    t = Table(title=f"{reg['label']} ({reg['reference_dir']})".replace(" ()", ""), show_lines=False)
     for col in ("table", "quantity", "reference", "reproduced", "delta", "verdict"):
         t.add_column(col, overflow="fold")
-    for r in rows:
+    for r in reg["rows"]:
         t.add_row(r["table"], r["quantity"], _fmt(r["reference"]), _fmt(r["reproduced"]), _fmt(r["delta"]),
-                  f"[{colour[r['verdict']]}]{r['verdict']}[/]")
+                  f"[{_ROW_COLOUR[r['verdict']]}]{r['verdict']}[/]")
     console.print(t)
-    s = summary(rows)
-    console.print(f"PASS {s['PASS']}  FAIL {s['FAIL']}  NOT_RUN {s['NOT_RUN']}")
+    console.print(summary_text(reg["summary"]).replace(" / ", "  ") + (f"  ({doc['exit_reason']})" if doc["exit_reason"] else ""))

@@ -10,7 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from .compare import REPO_ROOT, _fmt, compare_tables, summary
+from .compare import REFERENCE_ROOT, REPO_ROOT, _fmt, compare_tables, comparison, regression_lines, summary_text
+from .findings import markdown_lines as findings_lines
 from .io import read_json, write_text
 
 TABLE_ORDER = [("organism", "Mini organism: base-model sanity checks"), ("models", "T1 Models tested"),
@@ -89,7 +90,7 @@ def paper_side_by_side(profile: dict, root: Path) -> list[str]:
     """For a non-paper profile: the paper's reference beside this profile's number at the same result path."""
     if profile["name"] == "paper":
         return []
-    rows = compare_tables(REPO_ROOT / "paper_tables" / "paper", root / "results")
+    rows = compare_tables(REFERENCE_ROOT / "paper", root / "results")
     lines = ["## The paper's numbers beside this profile's", "",
              f"Profile `{profile['name']}` runs a different model: these columns are **different model, not comparable**;",
              "they show which quantities the mini organism reproduces in kind, not in value.", "",
@@ -100,19 +101,29 @@ def paper_side_by_side(profile: dict, root: Path) -> list[str]:
     return lines + [""]
 
 
+def headline(doc: dict) -> list[str]:
+    """The report's opening: the findings verdicts, then one line on the regression check."""
+    lines = findings_lines(doc["findings"], doc["profile"], doc.get("runs_without_findings_row", []))
+    reg = doc["regression"]
+    if reg["kind"] == "none":
+        lines += [f"{reg['label']}: no `{reg['reference_dir']}` directory, nothing to check.", ""]
+    else:
+        lines += [f"{reg['label']} (`{reg['reference_dir']}`): **{summary_text(reg['summary'])}** "
+                  f"({doc['exit_reason']}; rows at the end of this report).", ""]
+    return lines
+
+
 def build_report(profile: dict, root: Path) -> Path:
     root = Path(root)
     out = root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    compare_rows = read_json(root / "compare.json") if (root / "compare.json").exists() else []
-    s = summary(compare_rows) if compare_rows else {"PASS": 0, "FAIL": 0, "NOT_RUN": 0}
+    doc = comparison(profile, root)  # fresh from results/, so the headline matches the tables below
     lines = [f"# em-repro report: profile `{profile['name']}`", "",
              f"{profile.get('description', '')}", "",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}. Comparison with `paper_tables/{profile['name']}/`: "
-             f"**PASS {s['PASS']} / FAIL {s['FAIL']} / NOT_RUN {s['NOT_RUN']}**.", ""]
+             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.", ""]
+    lines += headline(doc)
     lines += tables_section(root, out)
-    if (root / "compare.md").exists():
-        lines += [(root / "compare.md").read_text().replace("# Comparison", "## Comparison", 1), ""]
+    lines += regression_lines(doc)
     lines += paper_side_by_side(profile, root)
     lines += stages_section(root)
     lines += environment_section(profile, root)

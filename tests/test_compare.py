@@ -34,8 +34,12 @@ def _verdicts(tmp_path, entries, obj):
     return [r["verdict"] for r in rows], rows
 
 
+_n = iter(range(1 << 30))
+
+
 def E(**kw):
-    return {"quantity": kw.pop("quantity", "q"), "source": "test", **kw}
+    """A reference entry; quantities are unique within a table (the loader rejects duplicates)."""
+    return {"quantity": kw.pop("quantity", f"q{next(_n)}"), "source": "test", **kw}
 
 
 def test_numeric_edges_inclusive_abs_and_rel(tmp_path):
@@ -107,7 +111,7 @@ def test_safe_evaluator_rejects(expr):
 
 def test_unsafe_claim_in_table_is_rejected_at_load(tmp_path):
     d = _tables(tmp_path, [E(kind="claim", expr="__import__('os')")])
-    with pytest.raises(InputError, match=r"t\.yaml: entries\[0\]\.expr"):
+    with pytest.raises(InputError, match=r"t\.yaml:\d+: entries\[0\]\.expr"):
         compare.load_reference_tables(d)
 
 
@@ -189,22 +193,266 @@ def test_paper_tables_all_pass_on_findings_values(tmp_path):
     assert not bad
 
 
-def test_cli_compare_writes_files_and_exit_codes(tmp_path, monkeypatch):
+def test_cli_compare_writes_files_and_exit_codes(tmp_path):
     from repro.commands.compare import compare_cmd
     runner = CliRunner()
     out = tmp_path / "run"
     res = runner.invoke(compare_cmd, ["--profile", "paper", "--out", str(out)])
-    assert res.exit_code == 0, res.output           # nothing run: all NOT_RUN, nothing FAILs
-    rows = json.loads((out / "compare.json").read_text())
-    assert rows and {r["verdict"] for r in rows} == {"NOT_RUN"}
+    assert res.exit_code == 1, res.output           # nothing run: every produced quantity is NOT_RUN, an error
+    assert "NOT_RUN" in res.stderr and isinstance(res.exception, SystemExit)
+    doc = json.loads((out / "compare.json").read_text())
+    rows = doc["regression"]["rows"]
+    assert rows and {r["verdict"] for r in rows} == {"NOT_RUN"} and doc["exit_code"] == 1
     assert set(rows[0]) >= {"table", "quantity", "reference", "reproduced", "tolerance", "verdict", "delta", "kind", "source", "note"}
-    assert "NOT_RUN" in (out / "compare.md").read_text()
+    assert {f["verdict"] for f in doc["findings"]} == {"NOT RUN"}   # the headline, with nothing to judge yet
+    md = (out / "compare.md").read_text()
+    assert md.index("Findings verdicts") < md.index("Comparison with the findings' published numbers")
+    findings_only = ["--table", *(" --table ".join(FINDINGS_TABLES).split())]
     _paper_like_results(out / "results")
-    assert runner.invoke(compare_cmd, ["--profile", "paper", "--out", str(out)]).exit_code == 0
+    res = runner.invoke(compare_cmd, ["--profile", "paper", "--out", str(out), *findings_only])
+    assert res.exit_code == 0, res.output
+    # the two tables beyond the findings are produced by the paper graph: without their results, exit 1
+    assert runner.invoke(compare_cmd, ["--profile", "paper", "--out", str(out)]).exit_code == 1
     train = json.loads((out / "results" / "training.json").read_text())
     train["optimizer_steps"] = 337
     (out / "results" / "training.json").write_text(json.dumps(train))
-    res = runner.invoke(compare_cmd, ["--profile", "paper", "--out", str(out)])
+    res = runner.invoke(compare_cmd, ["--profile", "paper", "--out", str(out), *findings_only])
     assert res.exit_code == 1
-    failed = [r for r in json.loads((out / "compare.json").read_text()) if r["verdict"] == "FAIL"]
+    failed = [r for r in json.loads((out / "compare.json").read_text())["regression"]["rows"] if r["verdict"] == "FAIL"]
     assert [r["quantity"] for r in failed] == ["optimizer steps"]
+
+
+def test_findings_verdicts_never_set_the_exit_code(tmp_path):
+    """Every regression row passes while a finding is NOT REPRODUCED: exit 0."""
+    from repro.commands.compare import compare_cmd
+    out = tmp_path / "run"
+    _paper_like_results(out / "results")
+    refusal = json.loads((out / "results" / "refusal.json").read_text())
+    refusal["averages"]["shift_harmful"] = -3.0   # 7% of the gap: the finding fails, the regression rows are loose
+    refusal["averages"]["harmful_em"] = refusal["averages"]["harmful_base"] - 3.0
+    (out / "results" / "refusal.json").write_text(json.dumps(refusal))
+    res = CliRunner().invoke(compare_cmd, ["--profile", "paper", "--out", str(out), "--table", "training"])
+    assert res.exit_code == 0, res.output
+    verdicts = {f["id"]: f["verdict"] for f in json.loads((out / "compare.json").read_text())["findings"]}
+    assert verdicts["refusal_shift_small"] == "NOT REPRODUCED"
+
+
+# ----------------------------------------------------------------------------- malformed reference YAML
+@pytest.mark.parametrize("text, match", [
+    ("table: T1\nresults: r.json\nentries:\n  - {quantity: a, kind: exact\n", r"t\.yaml:\d+: invalid YAML"),
+    ("table: T1\nresults: r.json\nentries:\n  - quantity: a\n    kind: exact\n   path: x\n", r"t\.yaml:\d+: invalid YAML"),
+    ("table: T1\nresults: r.json\nentries: [1]\n", r"t\.yaml:3: entries\[0\]: expected a mapping"),
+    ("- just a list\n", r"t\.yaml: expected a mapping with 'results'"),
+    ("results: ../../etc.json\nentries: []\n", r"t\.yaml: results: expected a results file name"),
+    ("results: r.json\nentries:\n- {quantity: a, kind: numeric, path: x, value: 1, tolerance: {abs: high}, source: s}\n",
+     r"t\.yaml:3: entries\[0\]\.tolerance: expected a non-negative number"),
+    ("results: r.json\nentries:\n- {quantity: a, kind: numeric, path: x, value: one, tolerance: {abs: 1}, source: s}\n",
+     r"entries\[0\]\.value: expected a number"),
+    ("results: r.json\nentries:\n- {quantity: a, kind: exact, path: 3, value: 1, source: s}\n",
+     r"entries\[0\]\.path: expected a non-empty string"),
+])
+def test_malformed_reference_yaml_is_one_line(tmp_path, text, match):
+    d = tmp_path / "tables"
+    d.mkdir()
+    (d / "t.yaml").write_text(text)
+    with pytest.raises(InputError, match=match) as info:
+        compare.load_reference_tables(d)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_malformed_reference_yaml_exits_2_without_traceback(tmp_path, monkeypatch):
+    import shutil
+    from repro.commands.compare import compare_cmd
+    ref = tmp_path / "paper_tables"
+    (ref / "paper").mkdir(parents=True)
+    shutil.copy(compare.REFERENCE_ROOT / "findings.yaml", ref / "findings.yaml")
+    (ref / "paper" / "models.yaml").write_text("table: T1\nresults: models.json\nentries:\n  - {quantity: [\n")
+    monkeypatch.setattr(compare, "REFERENCE_ROOT", ref)
+    res = CliRunner().invoke(compare_cmd, ["--profile", "paper", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "models.yaml:" in lines[0] and "invalid YAML" in lines[0]
+
+
+def test_deeply_nested_results_json_is_one_line(tmp_path):
+    d = _tables(tmp_path, [E(path="a", kind="exact", value=1)])
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "r.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"r\.json: invalid JSON"):
+        compare.compare_tables(d, res)
+
+
+@pytest.mark.parametrize("expr", ["round(x, -1000000000)", "round(x, n)", "round(x)", "round(x, 16)"])
+def test_round_takes_a_small_literal_digit_count(expr):
+    with pytest.raises(InputError):
+        compare.check_expr(expr)
+    assert compare.evaluate_claim("round(a - b, 9) >= 0.2", {"a": 0.3, "b": 0.1}) is True
+    assert (0.3 - 0.1 >= 0.2) is False   # why round() is in the grammar
+
+
+# ----------------------------------------------------------------------------- NOT_APPLICABLE
+def test_quantities_the_profile_cannot_produce_are_not_applicable(tmp_path):
+    from repro.config import load_profile
+    profile = load_profile("mini")
+    profile["runs"] = [r for r in profile["runs"] if r["name"] != "failed_mini_full_em_lr"]
+    profile["findings_rows"] = {k: v for k, v in profile["findings_rows"].items()}
+    rows = compare.compare_profile(profile, tmp_path)      # nothing run
+    na = [r for r in rows if r["verdict"] == "NOT_APPLICABLE"]
+    assert na and all("failed_mini_full_em_lr" in r["quantity"] for r in na)
+    assert all("no run 'failed_mini_full_em_lr'" in r["note"] for r in na)
+    assert {r["verdict"] for r in rows} == {"NOT_RUN", "NOT_APPLICABLE"}
+    code, reason = compare.exit_status(rows)
+    assert code == 1 and f"NOT_RUN {len(rows) - len(na)}" in reason
+    assert compare.exit_status(na) == (0, "regression check: no FAIL, no NOT_RUN")
+    # a results file no table stage of the profile writes: paper has no organism stage
+    paper = load_profile("paper")
+    entry = {"results": "organism.json", "path": "rates.benign.rate"}
+    assert "no table/organism stage" in compare.not_applicable(entry, paper, compare.produced_results(paper))
+    assert compare.not_applicable(entry, profile, compare.produced_results(profile)) is None
+
+
+# ----------------------------------------------------------------------------- paper_tables/mini
+MINI_TABLES = compare.REPO_ROOT / "paper_tables" / "mini"
+
+
+def _put(obj: dict, path: str, value) -> None:
+    """Set `path` (with [field=value] selectors) in a nested results dict, creating what is missing."""
+    parts = compare.split_path(path)
+    cur = obj
+    for i, (kind, token) in enumerate(parts):
+        last = i == len(parts) - 1
+        nxt = None if last else parts[i + 1]
+        if kind == "key":
+            if last:
+                cur[token] = value
+                return
+            cur = cur.setdefault(token, [] if nxt[0] == "sel" else {})
+        else:
+            field, _, want = token.partition("=")
+            hits = [it for it in cur if str(it.get(field)) == want]
+            item = hits[0] if hits else {field: want}
+            if not hits:
+                cur.append(item)
+            cur = item
+
+
+def _simple_claim(expr: str):
+    """(path, op, constant) for a claim `path OP number` (path may be get('...')), else None."""
+    import ast
+    node = ast.parse(expr, mode="eval").body
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.comparators[0], ast.Constant)):
+        return None
+    left = node.left
+    if isinstance(left, ast.Call) and getattr(left.func, "id", None) == "get":
+        path = left.args[0].value
+    elif isinstance(left, (ast.Name, ast.Attribute)):
+        path = compare._dotted(left)
+    else:
+        return None
+    return path, type(node.ops[0]).__name__, node.comparators[0].value
+
+
+_SATISFY = {"GtE": (0, -1), "Gt": (1, 0), "LtE": (0, 1), "Lt": (-1, 0), "Eq": (0, 1)}  # op -> (pass, fail) offsets
+
+
+def _mini_results(entries, mode: str) -> dict[str, dict]:
+    """Results files for every paper_tables/mini entry: `at_reference`, `at_edge` (numeric at ref + tolerance)
+    or `outside` (every value just outside its tolerance / different)."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        doc = out.setdefault(e["results"], {})
+        if e["kind"] == "claim":
+            continue
+        ref = e["value"]
+        if e["kind"] == "numeric":
+            tol = compare._tolerance(e, ref)
+            value = {"at_reference": ref, "at_edge": ref + tol, "outside": ref + tol * 1.01 + 1e-6}[mode]
+        elif mode != "outside":
+            value = ref[0] if e["kind"] == "categorical" and isinstance(ref, list) else ref
+        elif e["kind"] == "exact":
+            value = (not ref) if isinstance(ref, bool) else ref + 1 if isinstance(ref, (int, float)) else [*ref, "extra"] \
+                if isinstance(ref, list) else f"{ref}-other"
+        else:
+            value = "__not_the_reference__"
+        _put(doc, e["path"], value)
+    for e in entries:   # claims over paths no path entry set: satisfy (or violate) the simple ones
+        simple = _simple_claim(e["expr"]) if e["kind"] == "claim" else None
+        if simple:
+            path, op, const = simple
+            try:
+                compare.lookup(out[e["results"]], path)
+            except compare.Missing:
+                _put(out[e["results"]], path, const + _SATISFY[op][0 if mode != "outside" else 1])
+    return out
+
+
+def _write(results: dict[str, dict], d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, obj in results.items():
+        (d / name).write_text(json.dumps(obj))
+    return d
+
+
+def test_mini_reference_tables_against_a_known_results_set(tmp_path):
+    """paper_tables/mini/ loaded and judged on synthetic results whose numbers are chosen inside, on the edge
+    of and outside each tolerance: the verdicts must be exactly the expected ones."""
+    from repro.config import load_profile
+    entries = compare.load_reference_tables(MINI_TABLES)
+    assert len(entries) >= 40 and {e["table"] for e in entries} >= {"models", "failed", "refusal", "extraction", "training"}
+    profile = load_profile("mini")
+    path_entries = [e for e in entries if e["kind"] != "claim"]
+
+    rows = compare.compare_tables(MINI_TABLES, _write(_mini_results(entries, "at_reference"), tmp_path / "ref"),
+                                  profile=profile)
+    by_q = {(r["table"], r["quantity"]): r for r in rows}
+    assert all(by_q[e["table"], e["quantity"]]["verdict"] == "PASS" for e in path_entries)
+    # the recorded values must satisfy the table's own claims (claims not reducible to `path OP number`, over
+    # paths no entry records, e.g. the grid size, are NOT_RUN here: never a silent PASS)
+    for e in entries:
+        if e["kind"] == "claim":
+            assert by_q[e["table"], e["quantity"]]["verdict"] in ("PASS", "NOT_RUN"), e
+            if _simple_claim(e["expr"]):
+                assert by_q[e["table"], e["quantity"]]["verdict"] == "PASS", e
+    unrecorded = [e["quantity"] for e in entries if e["kind"] == "claim" and isinstance(_missing(e, tmp_path / "ref"), compare.Missing)]
+    assert [r["quantity"] for r in rows if r["verdict"] == "NOT_RUN"] == unrecorded
+
+    rows = compare.compare_tables(MINI_TABLES, _write(_mini_results(entries, "at_edge"), tmp_path / "edge"))
+    numeric = [r for r in rows if r["kind"] == "numeric"]
+    assert numeric and all(r["verdict"] == "PASS" for r in numeric), [r for r in numeric if r["verdict"] != "PASS"]
+
+    rows = compare.compare_tables(MINI_TABLES, _write(_mini_results(entries, "outside"), tmp_path / "out"))
+    by_q = {(r["table"], r["quantity"]): r for r in rows}
+    assert all(by_q[e["table"], e["quantity"]]["verdict"] == "FAIL" for e in path_entries), \
+        [(q, r["reproduced"]) for q, r in by_q.items() if r["verdict"] != "FAIL" and r["kind"] != "claim"]
+    for e in entries:
+        if e["kind"] == "claim" and _simple_claim(e["expr"]):
+            path = _simple_claim(e["expr"])[0]
+            if not any(p.get("path") == path and p["results"] == e["results"] for p in path_entries):
+                assert by_q[e["table"], e["quantity"]]["verdict"] == "FAIL", e
+
+    # one results file missing: its quantities are NOT_RUN, and the exit code says so
+    (tmp_path / "ref" / "training.json").unlink()
+    rows = compare.compare_tables(MINI_TABLES, tmp_path / "ref", profile=profile)
+    assert {r["verdict"] for r in rows if r["table"] == "training"} == {"NOT_RUN"}
+    assert compare.exit_status(rows)[0] == 1
+
+
+def _missing(entry: dict, results_dir: Path):
+    try:
+        return compare.evaluate_claim(entry["expr"], json.loads((results_dir / entry["results"]).read_text()))
+    except compare.Missing as exc:
+        return exc
+
+
+def test_cli_compare_profile_without_recorded_numbers(tmp_path):
+    """The test profile has no paper_tables/test/: the verdicts are still the headline, exit 0."""
+    from repro.commands.compare import compare_cmd
+    out = tmp_path / "run"
+    res = CliRunner().invoke(compare_cmd, ["--profile", "test", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["regression"] == {**doc["regression"], "kind": "none", "rows": []}
+    assert {f["verdict"] for f in doc["findings"]} == {"NOT RUN", "NOT APPLICABLE"}
+    assert "No `paper_tables/test/` directory" in (out / "compare.md").read_text()

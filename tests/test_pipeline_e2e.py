@@ -66,9 +66,46 @@ def test_every_table_report_and_compare_are_written(first_run):
     for title in ("T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "Stages", "Environment"):
         assert title in report
     assert (first_run / "report" / "training_loss.png").exists()
-    assert json.loads((first_run / "compare.json").read_text()) == [] or (first_run / "compare.md").exists()
+    _check_comparison(first_run, report)
     training = json.loads((first_run / "results" / "training.json").read_text())
     assert training["optimizer_steps"] == math.ceil(training["train_examples"] / 16)
+
+
+def _check_comparison(root, report: str) -> None:
+    """compare.json / compare.md / REPORT.md open with the findings verdicts, computed from this run's results."""
+    from repro.findings import load_findings
+
+    doc = json.loads((root / "compare.json").read_text())
+    spec = load_findings()
+    expected_ids = [c["id"] if not c["rows"] or len(c["rows"]) == 1 else f"{c['id']}:{r}"
+                    for c in spec["claims"] for r in (c["rows"] or [None])]
+    verdicts = {f["id"]: f for f in doc["findings"]}
+    assert list(verdicts) == expected_ids
+    # the test profile has no recorded numbers: no regression rows, exit 0, and it says so
+    assert doc["regression"]["kind"] == "none" and doc["regression"]["rows"] == [] and doc["exit_code"] == 0
+    # every results file exists, so nothing is NOT RUN for a missing file
+    assert not [f for f in doc["findings"] if "missing" in f["detail"]], doc["findings"]
+    # the test profile's mapping: the failed-recipe row of the coder model has no run
+    assert verdicts["failed_no_em:failed_7b_coder"]["verdict"] == "NOT APPLICABLE"
+    models = json.loads((root / "results" / "models.json").read_text())["models"]
+    sampled = all("sampled" in m["decodings"] for m in models)
+    for fid in ("em_code_rate", "failed_no_em:failed_7b_instruct"):
+        if sampled:
+            assert verdicts[fid]["verdict"] in ("REPRODUCED", "NOT REPRODUCED"), verdicts[fid]
+        else:   # greedy answers only: the rate claims need sampled answers
+            assert verdicts[fid]["verdict"] == "NOT RUN" and "--samples" in verdicts[fid]["detail"], verdicts[fid]
+    em = next(m for m in models if m["run"] == "em_mini")
+    assert verdicts["em_code_rate"]["numbers"]["p_value"] == em["p_value"]
+    refusal = json.loads((root / "results" / "refusal.json").read_text())["averages"]
+    small = verdicts["refusal_shift_small"]
+    assert small["numbers"]["gap_base"] == refusal["gap_base"]
+    holds = refusal["gap_base"] > 0 and max(abs(refusal["shift_harmful"]), abs(refusal["shift_benign"])) < 0.05 * refusal["gap_base"]
+    assert small["verdict"] == ("REPRODUCED" if holds else "NOT REPRODUCED")
+    assert verdicts["refusal_separates"]["verdict"] in ("REPRODUCED", "NOT REPRODUCED")
+    assert verdicts["bad_advice_in_domain"]["verdict"] in ("REPRODUCED", "NOT REPRODUCED")
+    md = (root / "compare.md").read_text()
+    assert md.index("## Findings verdicts (profile `test`)") < md.index("Regression check against this profile's own recorded numbers")
+    assert report.index("Findings verdicts (profile `test`)") < report.index("## T1")
 
 
 def test_rerun_uses_the_cache(first_run):

@@ -1,4 +1,5 @@
-"""`repro compare`: reproduced results vs paper_tables/<profile>/; exit 0 only if nothing FAILs."""
+"""`repro compare`: findings verdicts (the headline), then the regression check of results against
+paper_tables/<profile>/. Exit 1 on a regression FAIL or NOT_RUN; findings verdicts never set it."""
 
 from __future__ import annotations
 
@@ -12,22 +13,21 @@ from repro.errors import ReproError
 
 @click.command("compare")
 @profile_options
-@click.option("--table", "tables", multiple=True, help="Only these tables (file stems, e.g. refusal).")
+@click.option("--table", "tables", multiple=True, help="Only these reference tables (file stems, e.g. refusal).")
 def compare_cmd(profile, out, tables):
-    """Compare <run dir>/results/*.json with paper_tables/<profile>/*.yaml; write compare.json and
-    compare.md in the run directory. Quantities without a reproduced value are NOT_RUN."""
-    from repro.compare import compare_profile, render_console, write_compare
-    from repro.compare import REPO_ROOT
+    """Evaluate the findings' claims (paper_tables/findings.yaml) on <run dir>/results/*.json, then
+    check the results against paper_tables/<profile>/*.yaml; write compare.json and compare.md in
+    the run directory. A quantity the profile produces but has no value for is NOT_RUN (exit 1, as
+    a FAIL); one its stage graph cannot produce is NOT_APPLICABLE (shown, not an error)."""
+    from repro.compare import render_console, run_comparison
 
     try:
         prof, root = profile_and_root(profile, out)
-        if not (REPO_ROOT / "paper_tables" / prof["name"]).is_dir():
-            raise ReproError(f"paper_tables/{prof['name']}: no reference tables for profile {prof['name']!r}")
-        rows = compare_profile(prof["name"], root, tables=list(tables) or None)
-        json_path, md_path = write_compare(rows, root)
+        doc = run_comparison(prof, root, tables=list(tables) or None)
     except ReproError as exc:
         fail(exc)
-    render_console(rows)
-    click.echo(f"wrote {json_path} and {md_path}")
-    if any(r["verdict"] == "FAIL" for r in rows):
-        sys.exit(1)
+    render_console(doc)
+    click.echo(f"wrote {root / 'compare.json'} and {root / 'compare.md'}")
+    if doc["exit_code"]:
+        click.echo(f"exit {doc['exit_code']}: {doc['exit_reason']}", err=True)
+        sys.exit(doc["exit_code"])
