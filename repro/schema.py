@@ -175,7 +175,6 @@ class Run(Strict):
     em_model: Name | None = None                  # a key of models: an already finetuned model
     domain_prompts: Literal["medical"] | None = None
     trigger: str | None = None                    # backdoor runs: the trigger string in the user turn
-    findings_row: str | None = None               # which findings row this run stands for (None: none)
 
     @model_validator(mode="after")
     def _trained_or_given(self):
@@ -245,6 +244,9 @@ class Profile(Strict):
     vectors: Vectors
     resources: Resources = Field(default_factory=Resources)
     runtime: Runtime = Field(default_factory=Runtime)
+    # which run stands for which findings row (paper_tables/findings.yaml); outside every stage's
+    # cache key, so mapping a row never retrains anything
+    findings_rows: dict[str, Name] = Field(default_factory=dict)
     profile_file: str | None = None               # set by the loader
 
 
@@ -345,6 +347,9 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
             errs.append(f"{where}.em_model: {run.em_model!r} is not a key of models")
         if run.role == "backdoor" and not run.trigger:
             errs.append(f"{where}.trigger: a backdoor run needs its trigger string")
+    for row, run_name in profile.findings_rows.items():
+        if run_name not in names:
+            errs.append(f"findings_rows.{row}: {run_name!r} is not a run of this profile")
     em = [r.name for r in profile.runs if r.role == "em"]
     if len(em) != 1:
         errs.append(f"runs: expected exactly one run with role 'em', found {len(em)}")

@@ -142,7 +142,7 @@ def test_not_run_without_sampled_answers_or_without_the_run(tmp_path, mini):
 
 def test_not_applicable_without_the_trait_or_the_row(tmp_path, mini):
     profile = copy.deepcopy(mini)
-    profile["vectors"]["traits"] = {"code_mode": profile["vectors"]["traits"]["code_mode"]}
+    profile["vectors"]["traits"] = ["code_mode"]
     del profile["findings_rows"]["bad_medical_advice"]
     out = _verdicts(profile, _write(tmp_path, _results()))
     for k in ("refusal_separates", "refusal_shift_small", "bad_advice_in_domain", "failed_no_em:failed_7b_coder"):
