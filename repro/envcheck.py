@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import importlib.metadata as md
 import platform
 import shutil
@@ -79,7 +81,27 @@ def _model_checks(profile: dict) -> list[dict]:
         status = "OK" if isinstance(cached, str) else "WARN"
         out.append(_check(f"model {label}", status, f"{path}: " + ("in the local HF cache" if status == "OK"
                                                               else "not cached; downloaded on first use (needs network + HF_TOKEN if gated)")))
+        out.append(_revision_check(label, path, spec.get("revision")))
     return out
+
+
+def _revision_check(label: str, path: str, revision: str | None) -> dict:
+    """Is the pinned commit still on the hub? Asked once, with a short timeout; offline it cannot be known."""
+    name = f"revision {label}"
+    if not revision:
+        return _check(name, "WARN", f"{path}: not pinned (no public record of a commit was found); the hub's main is used")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return _check(name, "INFO", f"{revision[:12]}: cannot be checked offline (HF_HUB_OFFLINE=1)")
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(path, revision=revision, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - unreachable hub, unknown revision, gated repo
+        kind = type(exc).__name__
+        if kind in ("RevisionNotFoundError", "RepositoryNotFoundError"):
+            return _check(name, "FAIL", f"{path}@{revision[:12]}: {kind} (the pinned commit is gone)")
+        return _check(name, "INFO", f"{revision[:12]}: cannot be checked now ({kind}: hub unreachable or offline)")
+    return _check(name, "OK", f"{path}@{info.sha[:12] if info.sha else revision[:12]}: reachable on the hub")
 
 
 def render_checks(checks: list[dict]) -> None:
