@@ -67,9 +67,15 @@ def load_model(path_or_id: str, *, adapter: str | None = None, dtype: str = "flo
     if adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").exists():
+        adapter_id, adapter_rev = hub_ref(adapter)
+        if Path(adapter_id).exists() and not (Path(adapter_id) / "adapter_config.json").exists():
             raise ReproError(f"{adapter}: not a PEFT adapter directory (expected adapter_config.json)")
-        model = PeftModel.from_pretrained(model, adapter)
+        if not Path(adapter_id).exists():
+            _check_reachable(adapter_id)
+        try:
+            model = PeftModel.from_pretrained(model, adapter_id, revision=adapter_rev)
+        except (OSError, ValueError) as exc:
+            raise ReproError(f"adapter {adapter!r}: cannot load ({str(exc).splitlines()[0]})") from None
     model.to(device)
     model.eval()
     return model

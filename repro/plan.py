@@ -223,7 +223,7 @@ def model_sources(profile: dict) -> list[dict]:
         if path == "organism" or spec.get("source") in ("organism", "gguf"):
             pin = "built or converted by the package (its stage records the digests)"
         elif spec.get("revision"):
-            pin = f"revision {spec['revision']}"
+            pin = f"revision {spec['revision']}" + (f" (a PEFT adapter on {spec['adapter_on']})" if spec.get("adapter_on") else "")
         elif "/" in path and not path.startswith((".", "/", "data/")):
             pin = "UNPINNED: no public record of a commit was found; from_pretrained takes the hub's current main"
         else:

@@ -110,6 +110,7 @@ class ModelSpec(Strict):
     source: Literal["hub", "organism", "gguf"] | None = None
     gguf: GgufSource | None = None
     num_layers: PositiveInt | None = None         # decoder blocks, when no config file says it
+    adapter_on: Name | None = None                # this repo is a PEFT adapter: load models.<adapter_on>, then it
 
 
 # ------------------------------------------------------------------------------------ recipes
@@ -362,6 +363,8 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
             errs.append(f"models.{label}.config: file {spec.config} not found")
         if (spec.source == "gguf") != (spec.gguf is not None):
             errs.append(f"models.{label}: 'source: gguf' and a 'gguf' block go together")
+        if spec.adapter_on is not None and (spec.adapter_on not in profile.models or spec.adapter_on == label):
+            errs.append(f"models.{label}.adapter_on: {spec.adapter_on!r} is not another key of models")
         if (spec.path == "organism" or spec.source == "organism") and profile.organism is None:
             errs.append(f"models.{label}.path: 'organism' needs an organism block")
 

@@ -21,6 +21,10 @@ def model_ref(ctx: StageContext, label: str) -> dict:
     run = get_run(profile, label)
     em_model = given_model(run, options)
     if em_model:
+        spec = models.get(em_model, {})
+        if spec.get("adapter_on"):  # a published adapter: its pinned base, then the adapter at its pinned commit
+            return {"label": label, "path": _base_path(ctx, spec["adapter_on"]),
+                    "adapter": pinned(spec["path"], spec.get("revision"))}
         path = _base_path(ctx, em_model) if em_model in models else em_model
         return {"label": label, "path": path, "adapter": None}
     if not trains(profile, run, options):
