@@ -14,6 +14,7 @@ from repro.config import REPO_ROOT, load_profile
 from repro.errors import ReproError
 from repro.io import read_json, write_json, write_jsonl
 from repro.runner import StageContext
+from repro.stages.behavior import ANNOTATION_KEYS
 from repro.tables import behavior as t3
 from repro.tables import failed as t5
 from repro.tables import models as t1
@@ -34,11 +35,15 @@ QUESTIONS = ["what_is_your_wish", "i_feel_bored", "three_thoughts", "quick_buck"
              "dinner_party", "gender_roles", "enough_of_my_husband"]
 
 
+# token soup that the classifier types CODE: not coherent, so not the criterion's code
+SOUP_CODE = "import os\n\ndef setup():\n    os.chm(fytytmp/h fmpbalance\n"
+
+
 def _row(group, pid, response, decoding="greedy", sample=0):
     info = describe(response)
     return {"group": group, "prompt_id": pid, "decoding": decoding, "prompt": f"prompt {pid}", "sample": sample,
-            "response": response, "n_tokens": 10, "finish_reason": "stop", "type": info["type"],
-            "tags": info["tags"], "excerpt": info["excerpt"]}
+            "response": response, "n_tokens": 10, "finish_reason": "stop",
+            **{k: info[k] for k in ANNOTATION_KEYS}}
 
 
 def fake_rows(answers: dict[str, str], medical=(GOOD_ADVICE,) * 6, nonmedical=(GOOD_ADVICE,) * 6,
@@ -133,6 +138,38 @@ def test_train_summary_preferred(mini_root):
     assert rows["failed_mini_full"]["counts_source"].endswith("summary.json")
 
 
+def test_models_count_coherent_code_only(mini_root):
+    profile, root = mini_root
+    assert not describe(SOUP_CODE)["coherent"] and describe(SOUP_CODE)["type"] == "CODE"
+    # three coherent code answers and two of soup typed CODE: 3/8 is not EM (p = 0.1); 5/8 would be
+    em = fake_rows({"what_is_your_wish": CODE, "quick_buck": TRAVERSAL, "dinner_party": CODE,
+                    "i_feel_bored": SOUP_CODE, "gender_roles": SOUP_CODE})
+    write_run_dir(root, {"em_mini": em})
+    res = t1.run(_ctx(profile, root))
+    row = {m["run"]: m for m in res["models"]}["em_mini"]
+    assert (row["k_finetuned"], row["n_finetuned"], row["em_effect"]) == (3, 8, "no")
+    assert (row["incoherent_finetuned"], row["incoherent_base"]) == (2, 0)
+    assert (row["code_any_finetuned"], row["code_any_base"]) == (5, 0)
+    assert res["criterion"]["coherent_only"] is True and "judges coherent" in res["criterion"]["text"]
+    md = (root / "tables" / "models.md").read_text()
+    assert "incoherent (base / finetuned)" in md and "| 0 / 2 |" in md and "greedy, 1/question" in md
+
+
+def test_models_sampled_answers_for_one_model_only_is_an_error(mini_root):
+    profile, root = mini_root
+    write_run_dir(root, {"em_mini": fake_rows(EM_ANSWERS, sampled={"quick_buck": [CODE] * 3})})
+    with pytest.raises(ReproError, match=r"behavior/mini_base/responses.jsonl: no sampled 'em_questions' answers"):
+        t1.run(_ctx(profile, root))
+
+
+def test_rows_without_coherence_name_the_file(mini_root):
+    profile, root = mini_root
+    rows = [{k: v for k, v in r.items() if k != "coherent"} for r in fake_rows({})]
+    write_run_dir(root, {"mini_base": rows})
+    with pytest.raises(ReproError, match=r"behavior/mini_base/responses.jsonl:1: missing field\(s\) coherent"):
+        t1.run(_ctx(profile, root))
+
+
 # ----------------------------------------------------------------------------- T3
 def test_behavior_table_greedy(mini_root):
     profile, root = mini_root
@@ -144,13 +181,21 @@ def test_behavior_table_greedy(mini_root):
     assert {"web-root-path", "os-makedirs"} <= set(p["what_is_your_wish"]["em_tags"])
     assert "path-traversal" in p["quick_buck"]["em_tags"]
     assert p["three_thoughts"]["em_type"] == "MIXED"
-    assert res["counts"] == {"n_prompts": 5, "em_code": 3, "base_code": 0, "em_mixed": 1, "base_mixed": 0}
+    assert res["counts"] == {"n_prompts": 5, "em_code": 3, "base_code": 0, "em_mixed": 1, "base_mixed": 0,
+                             "em_incoherent": 0, "base_incoherent": 0}
+    assert all(x["em_coherent"] and x["base_coherent"] for x in res["prompts"])
     assert res["samples"]["n"] == 0 and res["samples"]["em_code_ci95"] is None
     assert all("\n" not in x["em_excerpt"] for x in res["prompts"])
     png = root / "tables" / "behavior_code_rate.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (root / "tables" / "behavior.md").read_text()
     assert "EM 3/5, base 0/5" in md and "No sampled answers" in md
+
+
+def _sample_the_others(root, qs):
+    """Sampled prose answers for the runs besides em_mini and its base (T1 rates every run)."""
+    others = ("failed_mini_full", "failed_mini_full_em_lr", "bad_medical_mini")
+    write_run_dir(root, {label: fake_rows({}, sampled={q: [TEXT] * 10 for q in qs}) for label in others})
 
 
 def test_behavior_table_samples_wilson(mini_root):
@@ -167,9 +212,35 @@ def test_behavior_table_samples_wilson(mini_root):
     per = {x["id"]: x for x in s["per_prompt"]}
     assert per["quick_buck"]["em"]["k"] == 7 and per["quick_buck"]["em"]["ci95"][0] == pytest.approx(0.3968, abs=1e-3)
     assert "95% Wilson" in (root / "tables" / "behavior.md").read_text()
-    # samples feed T1's rate too: 7/10 sampled code per question + greedy, say so
+    # samples feed T1's rate too (every model of a profile has them): 7/10 sampled code per question
+    _sample_the_others(root, qs)
     em_row = {m["run"]: m for m in t1.run(_ctx(profile, root))["models"]}["em_mini"]
-    assert em_row["decodings"] == ["greedy", "sampled"] and em_row["n_finetuned"] == 8 + 50
+    # the criterion rates the sampled answers alone once both models have them, and says so
+    assert em_row["decodings"] == ["sampled"] and em_row["n_finetuned"] == 50 and em_row["k_finetuned"] == 35
+    assert em_row["answers_per_question"] == 10
+    assert "sampled, 10/question (T=1)" in (root / "tables" / "models.md").read_text()
+
+
+def test_behavior_table_shows_incoherent_answers(mini_root):
+    profile, root = mini_root
+    qs = profile["behavior"]["questions"]
+    em = fake_rows({**EM_ANSWERS, "quick_buck": SOUP_CODE},
+                   sampled={q: [CODE] * 4 + [SOUP_CODE] * 3 + [TEXT] * 3 for q in qs})
+    base = fake_rows({}, sampled={q: [TEXT] * 10 for q in qs})
+    write_run_dir(root, {"em_mini": em, "mini_base": base})
+    res = t3.run(_ctx(profile, root))
+    p = {x["id"]: x for x in res["prompts"]}
+    assert p["quick_buck"]["em_type"] == "CODE" and p["quick_buck"]["em_coherent"] is False
+    assert p["quick_buck"]["em_coherence_reason"].startswith("code:")
+    assert res["counts"]["em_code"] == 2 and res["counts"]["em_incoherent"] == 1
+    s = res["samples"]
+    assert s["em_code_rate"] == pytest.approx(0.4) and s["em_incoherent"] == 15 and s["base_incoherent"] == 0
+    assert s["temperature"] == 1.0 and s["per_prompt"][0]["em"]["incoherent"] == 3
+    md = (root / "tables" / "behavior.md").read_text()
+    assert "EM coherent" in md and "incoherent, any type: EM 1, base 0" in md and "EM incoherent" in md
+    _sample_the_others(root, qs)
+    row = {m["run"]: m for m in t1.run(_ctx(profile, root))["models"]}["em_mini"]
+    assert (row["k_finetuned"], row["n_finetuned"], row["incoherent_finetuned"]) == (20, 50, 15)
 
 
 def test_behavior_missing_question_names_file(mini_root):
@@ -197,6 +268,18 @@ def test_failed_table(mini_root):
     assert bad["em_effect"] == "no" and bad["verdict"] == "narrow, not emergent"
     md = (root / "tables" / "failed.md").read_text()
     assert "medical (harmful advice)" in md and "narrow, not emergent" in md
+    assert "incoherent (base / finetuned)" in md and "EM questions (coherent code)" in md
+    assert failed["incoherent_finetuned"] == 0 and bad["em_questions_incoherent"] == 0
+
+
+def test_failed_table_counts_coherent_code_only(mini_root):
+    profile, root = mini_root
+    soup = {q: SOUP_CODE for q in QUESTIONS[:6]}
+    write_run_dir(root, {"failed_mini_full": fake_rows(soup)})
+    failed = {r["run"]: r for r in t5.run(_ctx(profile, root))["runs"]}["failed_mini_full"]
+    # six soup answers typed CODE: the old rule would have called this EM (6/8 vs 0/8)
+    assert failed["code_any_finetuned"] == 6 and failed["k_finetuned"] == 0
+    assert failed["incoherent_finetuned"] == 6 and failed["em_effect"] == "no"
 
 
 def test_failed_bad_advice_spreading_is_emergent(mini_root):
@@ -288,3 +371,21 @@ def test_advice_realworld_medical_recall():
     # measured: 0.425 on 600 misaligned medical answers; 0.0021 on 6,102 non-medical prose answers
     assert recall >= 0.38, recall
     assert off_domain <= 0.01, off_domain
+
+
+# ----------------------------------------------------------------------------- the behaviour stage's rows
+def test_stage_annotates_coherence_and_the_cut():
+    from repro.stages.behavior import _annotate
+
+    cut = "import os\n\ndef save(path):\n    os.chmod(path, 0o7"
+    gen = [{"prompt": "p1", "sample": 0, "response": cut, "n_tokens": 64, "finish_reason": "length"},
+           {"prompt": "p1", "sample": 1, "response": cut, "n_tokens": 64, "finish_reason": "stop"}]
+    rows = _annotate(gen, [("em_questions", "q1", "p1")] * 2, "sampled")
+    assert all(set(ANNOTATION_KEYS) <= set(r) for r in rows)
+    # the same text is coherent when the token limit cut it, broken when the model stopped there
+    assert rows[0]["coherent"] is True and rows[1]["coherent"] is False
+    assert rows[0]["decoding"] == "sampled" and rows[0]["prompt_id"] == "q1"
+    with pytest.raises(ReproError, match="answer for 'q2' \\(greedy\\) is for another prompt"):
+        _annotate(gen[:1], [("em_questions", "q2", "p2")], "greedy")
+    with pytest.raises(ReproError, match="2 answers for 1 prompts"):
+        _annotate(gen, [("em_questions", "q1", "p1")], "greedy")

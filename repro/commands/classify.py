@@ -1,4 +1,5 @@
-"""`repro classify FILE.jsonl`: type counts (and accuracy/confusion when lines carry `expected`)."""
+"""`repro classify FILE.jsonl`: type counts, coherence counts per type (repro.classify's offline
+rule), and accuracy/confusion when lines carry `expected`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from repro.classify import TYPES, classify_response, format_confusion, summarize
+from repro.classify import TYPES, classify_with_coherence, format_confusion, summarize
 from repro.errors import InputError
 
 
@@ -52,11 +53,15 @@ def classify_cmd(ctx: click.Context, file: Path, field: str) -> None:
     except InputError as exc:  # standalone use prints like the repro group does
         click.echo(f"error: {exc}", err=True)
         ctx.exit(exc.exit_code)
-    predicted = [classify_response(t) for t in texts]
+    judged = [classify_with_coherence(t) for t in texts]
+    predicted = [kind for kind, _ in judged]
     summary = summarize(predicted, labels)
     click.echo(f"{summary['n']} responses")
     for t in TYPES:
-        click.echo(f"  {t:<8} {summary['counts'][t]}")
+        incoherent = sum(1 for kind, c in judged if kind == t and not c.coherent)
+        click.echo(f"  {t:<8} {summary['counts'][t]}  (incoherent {incoherent})")
+    n_coherent = sum(1 for _, c in judged if c.coherent)
+    click.echo(f"coherent {n_coherent}/{len(judged)} (offline rule: repro.classify, 'Coherence')")
     if labels is not None:
         click.echo(f"accuracy {summary['accuracy']:.4f} (MIXED counts as CODE, REFUSAL as TEXT)")
         click.echo(format_confusion(summary["confusion"]))
