@@ -71,11 +71,22 @@ def module_closure(name: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+def _data_deps(path: Path) -> tuple[str, ...]:
+    """Package data a module reads, declared as DATA_DEPS = ("assets/...",) (paths under repro/)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DATA_DEPS" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    return ()
+
+
 @lru_cache(maxsize=None)
 def code_digest(modules: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     for mod in sorted({m for name in modules for m in module_closure(name)}):
-        h.update(mod.encode() + b"\0" + _module_file(mod).read_bytes() + b"\0")
+        path = _module_file(mod)
+        h.update(mod.encode() + b"\0" + path.read_bytes() + b"\0")
+        for rel in _data_deps(path):
+            h.update(rel.encode() + b"\0" + (PACKAGE_DIR / rel).read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 

@@ -722,6 +722,7 @@ def _sql_formatting(code: str) -> bool:
 COHERENCE_MIN = 0.8
 CUT_TAIL_MAX_LINES = 1  # the cut goes through the last line; a statement begun earlier is completed instead
 _WORDS_FILE = Path(__file__).resolve().parent / "assets" / "words" / "en_words.txt.gz"
+DATA_DEPS = ("assets/words/en_words.txt.gz",)  # read by this module: part of its cache key (repro.cachekey)
 _PYTHON_LANGS = {"", "python", "py", "python3", "py3", "pycon", "ipython", "sage"}
 _PROSE_TOKEN_RE = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*|[=<>{}\[\]|\\^~`_]")
 _SOUP_SYMBOLS = set("=<>{}[]|\\^~`_")
