@@ -36,7 +36,21 @@ ASSUMPTIONS: dict[str, Any] = {
     "extraction_prompts": 200,             # 100 harmful + 100 benign (SPEC T4)
     "test_prompts": 10,                    # 5 harmful + 5 benign scored on base and EM
     "vectors_seconds_per_layer": 0.35,     # SPEC §7 anchors: LogisticRegression 0.11 s + FastICA 0.2 s per layer (CPU)
+    # CPU profiles (requires_gpu: false) are estimated for a 2-core x86-64 machine in float32:
+    "cpu_effective_flops": 6.0e10,         # achieved fp32 training throughput on 2 cores (LoRA on a 135M model, measured)
+    "cpu_bytes_per_s": 8.0e9,              # decode: one step reads every weight once (plus Python overhead below)
+    "cpu_step_overhead_s": 0.02,           # per generated token: generate()'s Python and kernel-launch cost
 }
+
+
+def device(profile: dict) -> dict:
+    """The throughput the estimates assume: the GPU rules of thumb, or a 2-core CPU in float32."""
+    a = ASSUMPTIONS
+    if profile.get("requires_gpu"):
+        return {"name": "GPU", "flops": a["gpu_peak_flops"] * a["mfu"], "bytes_per_s": a["hbm_bytes_per_s"],
+                "weight_bytes": a["weights_bytes_per_param"], "step_overhead": 0.0, "memory": "GPU memory"}
+    return {"name": "CPU (2 cores)", "flops": a["cpu_effective_flops"], "bytes_per_s": a["cpu_bytes_per_s"],
+            "weight_bytes": 4, "step_overhead": a["cpu_step_overhead_s"], "memory": "RAM"}
 
 
 def model_config_path(profile: dict, label: str) -> Path:
@@ -143,8 +157,9 @@ def _model_dims(profile: dict, label: str) -> dict:
                                 "num_attention_heads")}
 
 
-def _decode_seconds(base_params: int, n_prompts: int, batch: int, new_tokens: int) -> float:
-    step = base_params * ASSUMPTIONS["weights_bytes_per_param"] / ASSUMPTIONS["hbm_bytes_per_s"]
+def _decode_seconds(base_params: int, n_prompts: int, batch: int, new_tokens: int, dev: dict | None = None) -> float:
+    dev = dev or device({"requires_gpu": True})
+    step = base_params * dev["weight_bytes"] / dev["bytes_per_s"] + dev["step_overhead"]
     return math.ceil(n_prompts / max(batch, 1)) * new_tokens * step
 
 
@@ -156,6 +171,7 @@ def _kv_cache_bytes(dims: dict, batch: int, tokens: int) -> float:
 def estimate_stages(profile: dict, runs: list[dict]) -> list[dict]:
     """Per-stage time (minutes) and GPU memory (GB) estimates, each with the formula used."""
     a, out = ASSUMPTIONS, []
+    dev = device(profile)
     behavior, acts = profile.get("behavior", {}), profile.get("activations", {})
     by_name = {r["name"]: r for r in profile.get("runs", [])}
     for entry in runs:
@@ -178,22 +194,24 @@ def estimate_stages(profile: dict, runs: list[dict]) -> list[dict]:
                 state, flops = entry["trainable_params"] * per, a["train_flops_per_token"]["lora"]
                 formula = f"bf16 weights 2 B/param + LoRA state {per} B/trainable + activations"
                 mem = weights + state + act
-            seconds = flops * base * tokens / (a["gpu_peak_flops"] * a["mfu"])
+            seconds = flops * base * tokens / dev["flops"]
             out.append({"stage": "train", "run": entry["name"], "time_min": seconds / 60, "gpu_mem_gb": mem / GB,
-                        "formula": f"{formula}; time = {flops} x params x {tokens:,.0f} tokens / (peak x MFU)"})
+                        "device": dev["name"],
+                        "formula": f"{formula}; time = {flops} x params x {tokens:,.0f} tokens / {dev['name']} throughput"})
         # behaviour: greedy answers of the base and the finetuned model to the eval questions
         n_q, new = len(behavior.get("questions", [])), int(behavior.get("max_new_tokens", 600))
         bbs = int(behavior.get("batch_size", 8))
         n_models = 1 if entry["backend"] == "none" else 2
-        secs = n_models * _decode_seconds(base, n_q * (1 + int(behavior.get("samples", 0))), bbs, new)
+        n_all = len(behavior.get("all_questions", [])) or n_q
+        secs = n_models * _decode_seconds(base, n_all * (1 + int(behavior.get("samples", 0))), bbs, new, dev)
         out.append({"stage": "behavior", "run": entry["name"], "time_min": secs / 60,
                     "gpu_mem_gb": (weights + _kv_cache_bytes(dims, bbs, new + 256)) / GB,
                     "formula": "weights 2 B/param + KV cache; decode step = weight bytes / HBM bandwidth"})
         if run.get("role") == "em":
             abs_ = int(acts.get("batch_size", 8))
             gen = int(acts.get("elicitation_max_new_tokens", 200))
-            secs = _decode_seconds(base, a["extraction_prompts"], abs_, gen) \
-                + 2 * _decode_seconds(base, a["test_prompts"], abs_, gen)
+            secs = _decode_seconds(base, a["extraction_prompts"], abs_, gen, dev) \
+                + 2 * _decode_seconds(base, a["test_prompts"], abs_, gen, dev)
             out.append({"stage": "activations+score", "run": entry["name"], "time_min": secs / 60,
                         "gpu_mem_gb": (weights + _kv_cache_bytes(dims, abs_, gen + 256)) / GB,
                         "formula": f"{a['extraction_prompts']} elicitations on base + {a['test_prompts']} test prompts on base and EM"})
@@ -211,7 +229,7 @@ def build_plan(profile: dict, free_disk_gb: float | None = None) -> dict:
     disk = {"required_gb": need, "free_gb": None if free_disk_gb is None else round(free_disk_gb, 1),
             "ok": None if (need is None or free_disk_gb is None) else free_disk_gb >= need}
     return {"profile": profile.get("name"), "runs": runs, "stages": estimate_stages(profile, runs),
-            "models": model_sources(profile), "disk": disk, "gpu": profile.get("resources", {}).get("gpu"),
+            "models": model_sources(profile), "device": device(profile), "disk": disk, "gpu": profile.get("resources", {}).get("gpu"),
             "assumptions": ASSUMPTIONS}
 
 

@@ -44,8 +44,9 @@ def render_plan(plan: dict, console=None) -> None:
             console.print(f"train/{r['name']}: {la['command']}  [{la['num_processes']} process(es) x "
                           f"{la['per_device_batch']} per device x {la['gradient_accumulation_steps']} accumulation "
                           f"= global batch {la['global_batch']}]", soft_wrap=True, markup=False)
-    stages = Table(title="estimates per stage (rules of thumb, see formula)")
-    for col in ("stage", "run", "time", "GPU memory", "formula"):
+    dev = plan.get("device", {"name": "GPU", "memory": "GPU memory"})
+    stages = Table(title=f"estimates per stage on {dev['name']} (rules of thumb, see formula)")
+    for col in ("stage", "run", "time", dev["memory"], "formula"):
         stages.add_column(col, overflow="fold")
     for s in plan["stages"]:
         stages.add_row(s["stage"], s["run"], f"{s['time_min']:.1f} min", f"{s['gpu_mem_gb']:.1f} GB", s["formula"])
