@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .compare import REPO_ROOT, _fmt, compare_tables, summary
 from .io import read_json, write_text
+from .runtime import report_lines as runtime_lines
 
 TABLE_ORDER = [("organism", "Mini organism: base-model sanity checks"), ("models", "T1 Models tested"),
                ("training", "T2 Training"), ("behavior", "T3 EM behaviour"), ("refusal", "T4 Refusal vector"),
@@ -111,5 +112,6 @@ def build_report(profile: dict, root: Path) -> Path:
         lines += [(root / "compare.md").read_text().replace("# Comparison", "## Comparison", 1), ""]
     lines += paper_side_by_side(profile, root)
     lines += stages_section(root)
+    lines += runtime_lines(root)
     lines += environment_section(profile, root)
     return write_text(out / "REPORT.md", "\n".join(lines))
