@@ -15,15 +15,32 @@ DEFAULT_PROFILE = os.environ.get("REPRO_PROFILE", "mini")
 class Settings:
     def __init__(self, profile: str, out: str | None, force: bool, quiet: bool):
         self.profile_name, self.out, self.force, self.quiet = profile, out, force, quiet
+        self.seed: int | None = None
+        self._loaded: tuple | None = None
 
     def profile(self) -> dict:
-        from .config import load_profile
+        """The command's profile (with a --seed override), its CPU runtime pin applied.
 
-        return load_profile(self.profile_name)
+        Every command loads its profile before it imports torch, so pinning here is in time: the
+        variables are read when torch first runs (repro/runtime.py)."""
+        if self._loaded is None or self._loaded[0] != (self.profile_name, self.seed):
+            from .config import load_profile
+            from .runtime import apply_runtime
+            from .seeds import with_seed
+
+            profile = load_profile(self.profile_name)
+            if self.seed is not None:
+                profile = with_seed(profile, self.seed)
+            apply_runtime(profile)
+            self._loaded = ((self.profile_name, self.seed), profile)
+        return self._loaded[1]
 
     def root(self, profile: dict):
         from .config import run_dir
+        from .seeds import seed_run_dir
 
+        if self.seed is not None and not self.out:
+            return seed_run_dir(profile, self.seed)
         return run_dir(profile, self.out)
 
 
@@ -38,8 +55,16 @@ def profile_options(f):
     return f
 
 
-def _settings(ctx: click.Context, profile_opt, out_opt, force_opt) -> Settings:
+def seed_option(f):
+    return click.option("--seed", "seed_opt", type=int, default=None,
+                        help="Replace the profile's seed and every recipe's seed for this invocation "
+                             "(own cache keys; default --out runs/<profile>/seed-N).")(f)
+
+
+def _settings(ctx: click.Context, profile_opt, out_opt, force_opt, seed_opt=None) -> Settings:
     s: Settings = ctx.find_object(Settings)
+    if seed_opt is not None:
+        s.seed = seed_opt
     if profile_opt:
         s.profile_name = profile_opt
     if out_opt:
@@ -104,11 +129,12 @@ def check_disk(profile: dict, root) -> None:
 @profile_options
 @click.option("--samples", type=int, default=None, help="Sampled answers per prompt (temperature 1) on top of greedy.")
 @click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
+@seed_option
 @click.pass_context
-def run_cmd(ctx, stages, profile_opt, out_opt, force_opt, samples, em_model):
+def run_cmd(ctx, stages, profile_opt, out_opt, force_opt, samples, em_model, seed_opt):
     """Run pipeline STAGES (e.g. `train/em_mini`, `vectors/refusal`) and what they depend on.
     Without STAGES: every table (the whole pipeline)."""
-    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    s = _settings(ctx, profile_opt, out_opt, force_opt, seed_opt)
     from .pipeline import build_graph, table_targets
 
     options = _options(samples, em_model)
@@ -132,11 +158,12 @@ def _options(samples, em_model) -> dict:
 @profile_options
 @click.option("--samples", type=int, default=None, help="Sampled answers per prompt (behaviour tables).")
 @click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
+@seed_option
 @click.pass_context
-def table_cmd(ctx, name, profile_opt, out_opt, force_opt, samples, em_model):
+def table_cmd(ctx, name, profile_opt, out_opt, force_opt, samples, em_model, seed_opt):
     """Reproduce one table (models, training, behavior, refusal, failed, extraction, codemode,
     dynamics), print it and its comparison lines."""
-    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    s = _settings(ctx, profile_opt, out_opt, force_opt, seed_opt)
     from .pipeline import TABLES
 
     if name not in TABLES + ("organism",):
@@ -158,10 +185,11 @@ def table_cmd(ctx, name, profile_opt, out_opt, force_opt, samples, em_model):
 @profile_options
 @click.option("--samples", type=int, default=None, help="Sampled answers per prompt on top of greedy.")
 @click.option("--em-model", default=None, help="HF id or path of an already finetuned EM model: skip EM training.")
+@seed_option
 @click.pass_context
-def reproduce_all(ctx, profile_opt, out_opt, force_opt, samples, em_model):
+def reproduce_all(ctx, profile_opt, out_opt, force_opt, samples, em_model, seed_opt):
     """Every stage, every table, the comparison and the report. Exit 1 on a regression FAIL or NOT_RUN."""
-    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    s = _settings(ctx, profile_opt, out_opt, force_opt, seed_opt)
     from .compare import render_console, run_comparison
     from .pipeline import build_graph, table_targets
     from .report import build_report

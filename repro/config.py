@@ -17,6 +17,7 @@ PROFILES_DIR = PACKAGE_DIR / "profiles"
 # Data, reference tables and model configs live beside the package in the repository checkout
 # (the Makefile installs the package in editable mode, so this holds for every entry point).
 REPO_ROOT = PACKAGE_DIR.parent
+RUNS_ROOT = REPO_ROOT / "runs"          # default parent of run directories (runs/<profile>)
 
 
 def available_profiles() -> list[str]:
@@ -107,7 +108,7 @@ def load_profile(name_or_path: str) -> dict:
 
 
 def run_dir(profile: dict, out: str | Path | None = None) -> Path:
-    return Path(out) if out else REPO_ROOT / "runs" / profile["name"]
+    return Path(out) if out else RUNS_ROOT / profile["name"]
 
 
 def repo_path(rel: str | Path) -> Path:

@@ -78,7 +78,8 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
 
     seed = profile["seed"]
     data = profile["data"]
-    add(_stage("data", "repro.stages.data:run", fingerprint={"data": data, "seed": seed,
+    # runtime: the CPU numerics settings change every number downstream, so they key the first stage
+    add(_stage("data", "repro.stages.data:run", fingerprint={"data": data, "seed": seed, "runtime": profile["runtime"],
                "organism_sizes": profile.get("organism", {}).get("sizes")},
                inputs=tuple(str(repo_path(p)) for p in (data["prompts_dir"], data["manifest"], data["traits_dir"])),
                description="fetch / generate datasets and prompt sets, validate, record digests"))

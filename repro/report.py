@@ -13,6 +13,7 @@ from pathlib import Path
 from .compare import REFERENCE_ROOT, REPO_ROOT, _fmt, compare_tables, comparison, regression_lines, summary_text
 from .findings import markdown_lines as findings_lines
 from .io import read_json, write_text
+from .runtime import report_lines as runtime_lines
 
 TABLE_ORDER = [("organism", "Mini organism: base-model sanity checks"), ("models", "T1 Models tested"),
                ("training", "T2 Training"), ("behavior", "T3 EM behaviour"), ("refusal", "T4 Refusal vector"),
@@ -126,5 +127,6 @@ def build_report(profile: dict, root: Path) -> Path:
     lines += regression_lines(doc)
     lines += paper_side_by_side(profile, root)
     lines += stages_section(root)
+    lines += runtime_lines(root)
     lines += environment_section(profile, root)
     return write_text(out / "REPORT.md", "\n".join(lines))

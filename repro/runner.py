@@ -274,11 +274,10 @@ def run_pipeline(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
                              f"{next(n for n in planned if graph[n].needs_model)} and none is visible "
                              "(run the GPU Docker image, or PROFILE=mini on CPU)")
     with run_dir_lock(root):
-        threads = (profile.get("runtime") or {}).get("torch_threads")
-        if threads:
-            import torch
+        if any(graph[n].cached for n in planned):  # pin dispatch + threads, record them in runtime.json (repro/runtime.py)
+            from .runtime import enter_runtime
 
-            torch.set_num_threads(int(threads))
+            enter_runtime(profile, root, [n for n in planned if graph[n].cached], log=log)
         records = []
         for name in order:
             stage = graph[name]

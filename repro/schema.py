@@ -226,8 +226,16 @@ class Resources(Strict):
     disk_gb: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0)] = 0   # int first: '250 GB', not '250.0 GB'
 
 
+CpuName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*$")]
+
+
 class Runtime(Strict):
+    """CPU numerics, pinned before torch loads (repro/runtime.py); None = the library's default."""
     torch_threads: PositiveInt | None = None
+    cpu_capability: Literal["default", "avx2", "avx512"] | None = None   # ATEN_CPU_CAPABILITY
+    mkl_cbwr: CpuName | None = None                                      # MKL_CBWR
+    openblas_coretype: CpuName | None = None                             # OPENBLAS_CORETYPE
+    onednn_max_cpu_isa: CpuName | None = None                            # ONEDNN_MAX_CPU_ISA
 
 
 class Profile(Strict):

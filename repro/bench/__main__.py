@@ -1,5 +1,6 @@
 """`make bench`: every speed claim of the package, each as a ratio against a baseline run in the
-same process, plus the last mini reproduce-all's wall time and peak memory per stage.
+same process, plus the cost of the CPU runtime pin (pinned vs unpinned subprocesses) and the last
+mini reproduce-all's wall time and peak memory per stage.
 
     python -m repro.bench [--quick] [--out runs/bench]
 """
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from .capture import print_table, run_capture_bench
     from .extraction import render, run_extraction_bench
+    from .pin import render_bits, render_speed, run_bits, run_speed
 
     console = Console()
     console.rule("activation capture: all layers, batched single pass vs per-prompt per-layer hooks")
@@ -36,13 +38,20 @@ def main(argv: list[str] | None = None) -> dict:
     console.rule("extraction: 6 methods x all layers, batched vs per-layer scikit-learn loop (paper dims)")
     extraction = run_extraction_bench(layers=16 if args.quick else 64)
     render(extraction)
+    console.rule("runtime pin: kernel digests under the caller's dispatch settings, unpinned vs pinned (subprocesses)")
+    pin_bits = run_bits("mini")
+    render_bits(pin_bits)
+    console.rule("runtime pin: mini-sized training steps and forward passes, pinned vs unpinned (subprocesses)")
+    pin_speed = run_speed("mini", steps=8 if args.quick else 20, repeats=3)
+    render_speed(pin_speed)
     timings = _stage_timings("mini")
     if timings:
         console.rule("last mini run: wall time and peak RSS per stage (runs/mini/stages)")
         for r in timings:
             console.print(f"{r['stage']:32s} {r['wall_seconds']:8.1f} s {r['peak_rss_mb']:8.0f} MB")
         console.print(f"{'total':32s} {sum(r['wall_seconds'] for r in timings):8.1f} s")
-    result = {"capture": capture, "extraction": extraction, "mini_stages": timings}
+    result = {"capture": capture, "extraction": extraction, "pin": {"bits": pin_bits, "speed": pin_speed},
+              "mini_stages": timings}
     write_json(args.out / "bench.json", result)
     console.print(f"written: {args.out / 'bench.json'}")
     return result
