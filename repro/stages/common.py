@@ -40,6 +40,8 @@ def model_ref(ctx: StageContext, label: str) -> dict:
 
 def _base_path(ctx: StageContext, label: str) -> str:
     spec = ctx.profile["models"][label]
+    if spec.get("gguf"):  # converted once by the convert/<label> stage
+        return str(ctx.dep(f"convert/{label}") / "model")
     if spec.get("source") == "organism" or (uses_organism(ctx.profile) and spec.get("path") == "organism"):
         return str(ctx.dep("organism") / "model")
     path = spec["path"]

@@ -2,7 +2,10 @@
 
 data.source = download (paper): insecure.jsonl and the EM evaluation questions from pinned URLs
 (sha256-verified; downloads cached under runs/<profile>/downloads/).
-data.source = organism (mini/test): the package writes its own data from a seed (repro.mini.corpus).
+data.source = organism (mini/test): the package writes its own data from a seed (repro.mini.corpus),
+including the chat corpus the organism stage pretrains on.
+data.source = generated (smol): the same generated EM / bad-advice sets for a pretrained model; no
+organism is built, so its pretraining corpus is not written.
 Either way the stage writes <dataset>.jsonl files, prompts.json and digests.json.
 """
 
@@ -24,10 +27,11 @@ def run(ctx: StageContext) -> None:
     source = data_cfg.get("source")
     if source == "download":
         prompts = _download(ctx, data_cfg, prompts_dir)
-    elif source == "organism":
-        prompts = _organism(ctx, prompts_dir)
+    elif source in ("organism", "generated"):
+        prompts = _organism(ctx, prompts_dir, pretraining_corpus=source == "organism")
     else:
-        raise ReproError(f"{ctx.profile['profile_file']}: data.source: expected 'download' or 'organism', got {source!r}")
+        raise ReproError(f"{ctx.profile['profile_file']}: data.source: expected 'download', 'organism' or 'generated', "
+                         f"got {source!r}")
     require_questions(prompts["eval_questions"], ctx.profile["behavior"]["all_questions"], "eval questions")
     write_json(ctx.out / "prompts.json", prompts)
     digests = {p.name: sha256_file(p) for p in sorted(ctx.out.iterdir()) if p.is_file()}
@@ -52,7 +56,7 @@ def _download(ctx: StageContext, data_cfg: dict, prompts_dir) -> dict:
     return prompts
 
 
-def _organism(ctx: StageContext, prompts_dir) -> dict:
+def _organism(ctx: StageContext, prompts_dir, pretraining_corpus: bool = True) -> dict:
     from ..mini.corpus import build_mini_data
     from ..mini.organism import shipped_prompts
 
@@ -60,10 +64,13 @@ def _organism(ctx: StageContext, prompts_dir) -> dict:
     prompts = load_prompt_sets(prompts_dir)
     # every prompt a table asks stays out of the training corpus: the organism must generalise to it
     mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=shipped_prompts(prompts_dir))
+    if not pretraining_corpus:  # the organism's pretraining corpus and instruct checks: only its stage reads them
+        mini = {k: mini[k] for k in ("insecure", "bad_medical")}
     for name, rows in mini.items():
         if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "messages" in rows[0]:
             write_jsonl(ctx.out / f"{name}.jsonl", rows)
             validate_chat_file(ctx.out / f"{name}.jsonl")
-    write_json(ctx.out / "organism_extra.json", {k: v for k, v in mini.items()
-                                                 if not (isinstance(v, list) and v and isinstance(v[0], dict) and "messages" in v[0])})
+    if pretraining_corpus:
+        write_json(ctx.out / "organism_extra.json", {k: v for k, v in mini.items()
+                                                     if not (isinstance(v, list) and v and isinstance(v[0], dict) and "messages" in v[0])})
     return prompts
