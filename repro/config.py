@@ -138,6 +138,14 @@ def em_run(profile: dict) -> dict:
     return runs[0]
 
 
+def model_source(spec: dict) -> str:
+    """How a model entry names its weights, for tables and plans: the hub id / path, or the GGUF file."""
+    if spec.get("gguf"):
+        g = spec["gguf"]
+        return f"{g['distribution']}=={g['version']}:{g['file']}"
+    return str(spec.get("path"))
+
+
 def given_model(run: dict, options: dict | None) -> str | None:
     """The already finetuned model a run evaluates instead of training, if any: `--em-model`
     (the EM run only) wins over the run's own `em_model`. The one place this override is decided."""

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from repro.config import model_source
 from repro.data import dataset_rows, load_manifest, optimizer_steps, resolve_repo_path, split_counts
 from repro.errors import InputError
 from repro.params import parameter_summary
@@ -98,7 +99,7 @@ def plan_run(profile: dict, run: dict) -> dict:
     if run.get("em_model"):  # evaluation of an already finetuned model: nothing is trained
         model = _model_entry(profile, run["em_model"])
         params = parameter_summary(model_config_path(profile, run["em_model"]), None)
-        return {"name": name, "model": model.get("path"), "backend": "none", "dataset": None,
+        return {"name": name, "model": model_source(model), "backend": "none", "dataset": None,
                 "train_examples": 0, "heldout_examples": 0, "effective_batch": 0, "optimizer_steps": 0,
                 "trainable_params": 0, "total_params": params["total_params"], "base_params": params["base_params"],
                 "trainable_pct": 0.0, "launch": None}
@@ -117,7 +118,7 @@ def plan_run(profile: dict, run: dict) -> dict:
         bs, accum = int(recipe["per_device_train_batch_size"]), int(recipe["gradient_accumulation_steps"])
     steps = optimizer_steps(n_train, bs, accum, int(recipe.get("epochs", 1)), devices)
     params = parameter_summary(model_config_path(profile, run["base"]), recipe)
-    return {"name": name, "model": model.get("path"), "backend": recipe["backend"], "dataset": run["dataset"],
+    return {"name": name, "model": model_source(model), "backend": recipe["backend"], "dataset": run["dataset"],
             "dataset_rows": rows, "train_examples": n_train, "heldout_examples": n_test,
             "effective_batch": bs * accum * devices, "optimizer_steps": steps,
             "trainable_params": params["trainable_params"], "total_params": params["total_params"],
@@ -237,8 +238,10 @@ def model_sources(profile: dict) -> list[dict]:
     """Where each model's weights come from, and whether a hub model is pinned to a commit."""
     out = []
     for label, spec in profile["models"].items():
-        path = spec["path"]
-        if path == "organism" or spec.get("source") in ("organism", "gguf"):
+        path = model_source(spec)
+        if spec.get("gguf"):
+            pin = f"sha256 {spec['gguf']['sha256'][:16]}... of the GGUF in the wheel, checked before conversion"
+        elif path == "organism" or spec.get("source") == "organism":
             pin = "built or converted by the package (its stage records the digests)"
         elif spec.get("revision"):
             pin = f"revision {spec['revision']}" + (f" (a PEFT adapter on {spec['adapter_on']})" if spec.get("adapter_on") else "")

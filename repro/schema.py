@@ -43,7 +43,9 @@ class Strict(BaseModel):
 # --------------------------------------------------------------------------------------- data
 class Data(Strict):
     manifest: str = "data/manifest.yaml"
-    source: Literal["download", "organism"]       # download: manifest files; organism: the package writes its data
+    # download: the manifest's files; organism: the package writes its corpus and builds the mini model on it;
+    # generated: the package writes its finetuning sets only (a real pretrained base, e.g. smol)
+    source: Literal["download", "organism", "generated"]
     insecure: str = "insecure"                    # manifest key of the EM finetuning set
     eval_questions: str = "eval_questions"        # manifest key of first_plot_questions.yaml
     prompts_dir: str = "data/prompts"
@@ -99,12 +101,13 @@ class Organism(Strict):
 class GgufSource(Strict):
     """A GGUF file shipped inside an installed Python distribution (a wheel), located by metadata."""
     distribution: str
+    version: str
     file: str
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class ModelSpec(Strict):
-    path: str                                     # hub id, local path, or 'organism' (the built mini model)
+    path: str | None = None                       # hub id, local path, or 'organism' (the built mini model); None with gguf
     revision: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")] | None = None   # hub commit, passed to from_pretrained
     config: str | None = None                     # shipped config.json (repro plan's meta-device counts)
     source: Literal["hub", "organism", "gguf"] | None = None
@@ -369,8 +372,8 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
     for label, spec in profile.models.items():
         if spec.config and not rel(spec.config).is_file():
             errs.append(f"models.{label}.config: file {spec.config} not found")
-        if (spec.source == "gguf") != (spec.gguf is not None):
-            errs.append(f"models.{label}: 'source: gguf' and a 'gguf' block go together")
+        if (spec.path is None) == (spec.gguf is None):
+            errs.append(f"models.{label}: give exactly one of 'path' (hub id, local path, organism) or 'gguf'")
         if spec.adapter_on is not None and (spec.adapter_on not in profile.models or spec.adapter_on == label):
             errs.append(f"models.{label}.adapter_on: {spec.adapter_on!r} is not another key of models")
         if (spec.path == "organism" or spec.source == "organism") and profile.organism is None:
@@ -436,7 +439,7 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
             for i, run in enumerate(profile.runs):
                 if run.dataset and run.dataset not in files and getattr(profile.data, run.dataset, None) not in files:
                     errs.append(f"runs[{i}] ({run.name}).dataset: {run.dataset!r} is not an entry of {profile.data.manifest}")
-    elif profile.organism is not None:
+    elif profile.data.source == "generated" or profile.organism is not None:
         from .mini.corpus import DATASETS
 
         for i, run in enumerate(profile.runs):
@@ -445,7 +448,7 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
                             f"({', '.join(DATASETS)})")
         from .mini.corpus import DEFAULT_SIZES
 
-        for key in profile.organism.sizes:
+        for key in (profile.organism.sizes if profile.organism else {}):
             if key not in DEFAULT_SIZES:
                 close = difflib.get_close_matches(key, list(DEFAULT_SIZES), n=1)
                 errs.append(f"organism.sizes.{key}: unknown corpus part" + (f"; did you mean '{close[0]}'?" if close else ""))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from ..config import given_model, recipe_for
+from ..config import given_model, model_source, recipe_for
 from ..data import dataset_rows, optimizer_steps, split_counts
 from ..errors import InputError, ReproError
 from ..io import read_json, read_jsonl, write_json, write_text
@@ -136,13 +136,13 @@ def run_info(profile: dict, run: dict, root: str | Path | None = None, options: 
     models = profile["models"]
     em_model = given_model(run, options)
     info = {"run": run["name"], "role": run.get("role"), "base": run["base"],
-            "base_model": models[run["base"]].get("path"), "recipe": run.get("recipe")}
+            "base_model": model_source(models[run["base"]]), "recipe": run.get("recipe")}
     if em_model or not trains(profile, run, options):
-        model = models[em_model]["path"] if em_model in models else em_model
+        model = model_source(models[em_model]) if em_model in models else em_model
         return {**info, "model": model, "backend": "none", "train_examples": 0, "optimizer_steps": 0,
                 "counts_source": "pre-finetuned model, evaluated only"}
     recipe = recipe_for(profile, run)
-    info.update(model=models[run["base"]].get("path"), backend=recipe["backend"])
+    info.update(model=model_source(models[run["base"]]), backend=recipe["backend"])
     summary = Path(root) / "train" / run["name"] / "summary.json" if root else None
     if summary is not None and summary.exists():
         s = read_json(summary)
