@@ -11,7 +11,7 @@ DOCKER_IMAGE_CPU ?= em-repro:cpu
 
 .PHONY: setup setup-smol reproduce-all test test-fast plan env data organism train behavior activations vectors \
         table-models table-training table-behavior table-refusal table-failed table-extraction \
-        table-codemode table-dynamics compare report bench graph clean \
+        table-codemode table-dynamics compare report bench sweep graph clean \
         docker-build docker-reproduce-all docker-mini
 
 setup: $(STAMP)
@@ -73,6 +73,12 @@ compare: $(STAMP)
 
 report: $(STAMP)
 	$(REPRO) report
+
+# Seeds: the whole pipeline for the profile as written and for each of SEEDS (own run directories),
+# each findings verdict as k/K seeds and the spread of every recorded number.
+SEEDS ?= 1,2,3
+sweep: $(STAMP)
+	$(REPRO) sweep --seeds $(SEEDS) $(ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m repro.bench $(ARGS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -205,6 +206,56 @@ def reproduce_all(ctx, profile_opt, out_opt, force_opt, samples, em_model, seed_
     if doc["exit_code"]:
         click.echo(f"exit {doc['exit_code']}: {doc['exit_reason']}", err=True)
         sys.exit(doc["exit_code"])
+
+
+@cli.command("sweep")
+@profile_options
+@click.option("--seeds", default="1,2,3", show_default=True,
+              help="Comma-separated seeds; each runs the whole pipeline as `--seed N` into runs/<profile>/seed-N.")
+@click.option("--samples", type=int, default=None, help="Sampled answers per prompt (default: the profile's).")
+@click.pass_context
+def sweep_cmd(ctx, profile_opt, out_opt, force_opt, seeds, samples):
+    """Robust to seeds, not just repeatable: run the profile as written (the reference run) and for
+    each of K seeds, then report every findings verdict as k/K seeds and the spread of every
+    recorded number (runs/<profile>/sweep/sweep.md|json). Mini tolerances are set from this spread."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .compare import compare_profile
+    from .findings import evaluate_findings
+    from .pipeline import build_graph, table_targets
+    from .seeds import seed_run_dir
+    from .sweep import aggregate, write_sweep
+
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ReproError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    if len(seed_list) < 2 or len(set(seed_list)) != len(seed_list):
+        raise ReproError(f"--seeds: expected at least two distinct seeds, got {seeds!r}")
+    options = _options(samples, None)
+    base_out = s.out
+
+    def one(seed):
+        from .config import run_dir
+
+        s.seed, s.out = seed, None
+        profile = s.profile()
+        if seed is None:
+            root = run_dir(profile, base_out)
+        else:
+            root = Path(base_out) / f"seed-{seed}" if base_out else seed_run_dir(profile, seed)
+        s.out = str(root)
+        click.echo(f"== {'reference run' if seed is None else f'seed {seed}'}: {root}", err=True)
+        _run_targets(s, table_targets(profile, build_graph(profile, options)), options)
+        return {"findings": evaluate_findings(profile, root), "rows": compare_profile(profile, root)}
+
+    reference = one(None)
+    per_seed = {seed: one(seed) for seed in seed_list}
+    s.seed, s.out = None, base_out
+    profile = s.profile()
+    doc = aggregate(reference, per_seed)
+    path = write_sweep(doc, s.root(profile) / "sweep", profile["name"])
+    click.echo(path.read_text())
+    click.echo(f"sweep: {path}")
 
 
 @cli.command("graph")
