@@ -73,8 +73,10 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
         g[stage.name] = stage
 
     seed = profile["seed"]
+    # downloads: which files are fetched depends on the datasets the runs name (organism: it does not)
+    datasets = None if uses_organism(profile) else sorted({r["dataset"] for r in profile["runs"] if r.get("dataset")})
     add(Stage("data", _action("repro.stages.data:run"), fingerprint={"data": profile["data"], "seed": seed,
-              "organism_sizes": profile.get("organism", {}).get("sizes")},
+              "organism_sizes": profile.get("organism", {}).get("sizes"), "datasets": datasets},
               description="fetch / generate datasets and prompt sets, validate, record digests"))
     if uses_organism(profile):
         add(Stage("organism", _action("repro.stages.organism:run"), deps=("data",),
