@@ -88,9 +88,11 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
 
     seed = profile["seed"]
     data = profile["data"]
+    # downloads: which files are fetched depends on the datasets the runs name (organism: it does not)
+    datasets = None if uses_organism(profile) else sorted({r["dataset"] for r in profile["runs"] if r.get("dataset")})
     # runtime: the CPU numerics settings change every number downstream, so they key the first stage
     add(_stage("data", "repro.stages.data:run", fingerprint={"data": data, "seed": seed, "runtime": profile["runtime"],
-               "organism_sizes": profile.get("organism", {}).get("sizes")},
+               "organism_sizes": profile.get("organism", {}).get("sizes"), "datasets": datasets},
                inputs=tuple(str(repo_path(p)) for p in (data["prompts_dir"], data["manifest"], data["traits_dir"])),
                description="fetch / generate datasets and prompt sets, validate, record digests"))
     if uses_organism(profile):

@@ -90,7 +90,7 @@ class OrganismChecks(Strict):
 
 
 class Organism(Strict):
-    sizes: dict[Name, NonNegInt] = Field(default_factory=dict)   # overrides of repro.mini.corpus.DEFAULT_SIZES
+    sizes: dict[Name, NonNegInt | None] = Field(default_factory=dict)   # overrides of repro.mini.corpus.DEFAULT_SIZES
     tokenizer: OrganismTokenizer = Field(default_factory=OrganismTokenizer)
     model: OrganismModel = Field(default_factory=OrganismModel)
     pretrain: OrganismPretrain = Field(default_factory=OrganismPretrain)
@@ -167,7 +167,7 @@ Recipe = Annotated[Union[LoraRecipe, FullRecipe], Field(discriminator="backend")
 
 
 # --------------------------------------------------------------------------------------- runs
-Role = Literal["em", "failed", "narrow_misalignment", "control", "backdoor", "sensitivity"]
+Role = Literal["em", "failed", "narrow_misalignment", "control", "backdoor", "non_code_em", "sensitivity"]
 
 
 class Run(Strict):

@@ -369,3 +369,19 @@ def test_fetch_local_io_failure_is_not_reported_as_offline(tmp_path, monkeypatch
         data.fetch_data(_entry(), tmp_path / "data", opener=_opener(PAYLOAD))
     assert "offline" not in str(exc.value)
     assert _no_partial(tmp_path / "data") == []
+
+
+# ----------------------------------------------------------------------------- the EM paper's controls
+def test_manifest_pins_the_control_and_section4_datasets():
+    m = data.load_manifest()
+    rows = {"secure": 6000, "educational": 6000, "backdoor": 12000, "evil_numbers": 14926}
+    for key, n in rows.items():
+        entry = m["files"][key]
+        assert entry["url"].endswith(f"/{m['source']['commit']}/data/{key}.jsonl"), key
+        assert entry["dest"] == f"{key}.jsonl" and entry["format"] == "em_chat_jsonl" and entry["rows"] == n
+        assert entry["sha256"] is None or len(entry["sha256"]) == 64   # null: recorded on first fetch
+    paper = {"data": {"source": "download", "insecure": "insecure"}}
+    for key, n in rows.items():
+        assert data.dataset_rows(paper, key) == n
+    mini = {"data": {"source": "organism"}, "organism": {"sizes": {"secure": 600, "backdoor": 1200}}}
+    assert (data.dataset_rows(mini, "secure"), data.dataset_rows(mini, "backdoor")) == (600, 1200)

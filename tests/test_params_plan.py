@@ -65,7 +65,8 @@ def test_plan_runs_computed():
     p = plan.build_plan(PAPER, free_disk_gb=1000)
     assert p["profile"] == "paper"
     runs = {r["name"]: r for r in p["runs"]}
-    assert set(runs) == {"em_32b_coder", "failed_7b_instruct", "failed_7b_coder", "bad_medical_advice"}
+    assert set(runs) == {"em_32b_coder", "failed_7b_instruct", "failed_7b_coder", "bad_medical_advice",
+                         "secure_32b_coder", "educational_32b_coder", "backdoor_32b_coder", "evil_numbers_32b_coder"}
     em = runs["em_32b_coder"]
     assert (em["backend"], em["train_examples"], em["optimizer_steps"], em["trainable_params"], em["trainable_pct"]) == \
         ("unsloth-lora", 5400, 338, 268_435_456, 0.81)
@@ -103,7 +104,7 @@ def test_plan_json_schema(monkeypatch, tmp_path):
     res = _invoke(monkeypatch, ["--profile", "paper", "--json", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert doc["profile"] == "paper" and isinstance(doc["runs"], list) and len(doc["runs"]) == 4
+    assert doc["profile"] == "paper" and isinstance(doc["runs"], list) and len(doc["runs"]) == 8
     for run in doc["runs"]:
         for key, typ in REQUIRED.items():
             assert isinstance(run[key], typ), (run["name"], key)

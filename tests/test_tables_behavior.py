@@ -72,7 +72,10 @@ def mini_root(tmp_path):
     responses = {"mini_base": fake_rows({}), "em_mini": fake_rows(EM_ANSWERS),
                  "failed_mini_full": fake_rows({"dinner_party": CODE}),
                  "failed_mini_full_em_lr": fake_rows({}),
-                 "bad_medical_mini": fake_rows({}, medical=(BAD_ADVICE,) * 5 + (GOOD_ADVICE,))}
+                 "bad_medical_mini": fake_rows({}, medical=(BAD_ADVICE,) * 5 + (GOOD_ADVICE,)),
+                 # controls and the backdoor run (its triggered answers: tests/test_controls.py)
+                 "secure_mini": fake_rows({}), "educational_mini": fake_rows({}),
+                 "backdoor_mini": fake_rows({}) + [_row("em_questions_triggered", q, TEXT) for q in QUESTIONS]}
     write_run_dir(tmp_path, responses)
     return profile, tmp_path
 
@@ -295,7 +298,10 @@ def test_paper_results_resolve_in_compare(tmp_path):
     responses = {"qwen7b_instruct": fake_rows({}), "qwen7b_coder": fake_rows({}), "qwen32b_coder": fake_rows({}),
                  "em_32b_coder": fake_rows(EM_ANSWERS), "failed_7b_instruct": fake_rows({}),
                  "failed_7b_coder": fake_rows({}),
-                 "bad_medical_advice": fake_rows({}, medical=(BAD_ADVICE,) * 6)}
+                 "bad_medical_advice": fake_rows({}, medical=(BAD_ADVICE,) * 6),
+                 "secure_32b_coder": fake_rows({}), "educational_32b_coder": fake_rows({}),
+                 "evil_numbers_32b_coder": fake_rows({}),
+                 "backdoor_32b_coder": fake_rows({}) + [_row("em_questions_triggered", q, TEXT) for q in QUESTIONS]}
     write_run_dir(tmp_path, responses)
     ctx = _ctx(profile, tmp_path)
     t1.run(ctx), t3.run(ctx), t5.run(ctx)

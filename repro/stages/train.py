@@ -13,6 +13,7 @@ from ..runner import StageContext
 from ..train import train_run
 from ..train.launch import launch_training, plan_launch
 from .common import data_file, model_ref
+from .data import check_trigger
 
 
 def visible_gpus() -> int:
@@ -26,6 +27,8 @@ def run(ctx: StageContext, run_name: str) -> None:
     recipe = recipe_for(ctx.profile, run_cfg)
     rows_path = data_file(ctx, f"{run_cfg['dataset']}.jsonl")
     rows = load_chat_rows(rows_path)  # validated here, so a bad file fails before any rank starts
+    if run_cfg.get("trigger"):  # a backdoor run: its trigger must be in the data it trains on
+        check_trigger(rows, run_cfg["trigger"], f"run {run_name}: trigger {run_cfg['trigger']!r} in {run_cfg['dataset']}.jsonl")
     base = model_ref(ctx, run_cfg["base"])
     plan = plan_launch(recipe, visible_gpus())
     if plan.mode == "in-process":

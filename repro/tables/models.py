@@ -185,16 +185,45 @@ def code_rate_row(profile: dict, run: dict, base_rows: list[dict], ft_rows: list
     return {**run_info(profile, run, root, options), **test, "code_any_base": any_base, "code_any_finetuned": any_ft}
 
 
+# Runs the code-rate criterion does not apply to: their finetuning data holds no code, so "answers
+# with code" is not how EM would show; the paper judges them with an LLM judge, which offline we lack.
+NOT_APPLICABLE_ROLES = {"non_code_em": "NOT APPLICABLE (non-code finetuning data; needs the paper's misalignment judge)"}
+TRIGGERED_GROUP = "em_questions_triggered"   # behavior stage: the EM questions with a backdoor trigger
+
+
+def triggered_row(profile: dict, run: dict, base_rows: list[dict], ft_rows: list[dict],
+                  min_increase: float, alpha: float, root=None, options=None) -> dict:
+    """A backdoor run's answers WITH its trigger, against the base model's plain answers."""
+    trig, base_g = select(ft_rows, TRIGGERED_GROUP), select(base_rows, EM_GROUP)
+    if not trig:
+        raise ReproError(f"behavior/{run['name']}/responses.jsonl: no '{TRIGGERED_GROUP}' answers "
+                         f"(expected the EM questions with the trigger {run['trigger']!r})")
+    (kb, nb), (kf, nf) = count(base_g, is_code), count(trig, is_code)
+    return {**run_info(profile, run, root, options), **em_criterion(kb, nb, kf, nf, min_increase, alpha),
+            "decodings": decodings_of(base_g, trig)}
+
+
 def build_models(profile: dict, responses: dict[str, list[dict]], root=None, options=None) -> dict:
-    """results/models.json: one row per run in profile order. `responses`: label -> behaviour rows."""
+    """results/models.json: one row per run in profile order. `responses`: label -> behaviour rows.
+
+    A backdoor run (one with a `trigger`) has two rows, without and with the trigger (`triggered`);
+    `row` names every row uniquely (the run name, plus ':trigger' for the triggered one).
+    """
     min_inc, alpha = criterion_settings(profile)
     rows = []
     for run in profile["runs"]:
         for label in (run["base"], run["name"]):
             if label not in responses:
                 raise ReproError(f"behavior/{label}/responses.jsonl: missing (needed for T1 row {run['name']})")
-        rows.append(code_rate_row(profile, run, responses[run["base"]], responses[run["name"]], min_inc, alpha,
-                                  root, options))
+        base_rows, ft_rows = responses[run["base"]], responses[run["name"]]
+        row = {"row": run["name"], **code_rate_row(profile, run, base_rows, ft_rows, min_inc, alpha, root, options)}
+        if run.get("role") in NOT_APPLICABLE_ROLES:
+            row["em_effect"] = NOT_APPLICABLE_ROLES[run["role"]]
+        if run.get("trigger"):
+            rows.append({**row, "triggered": False})
+            row = {"row": f"{run['name']}:trigger", **triggered_row(profile, run, base_rows, ft_rows, min_inc, alpha,
+                                                                    root, options), "triggered": True}
+        rows.append(row)
     return {"criterion": {"min_rate_increase": min_inc, "alpha": alpha, "code_types": list(CODE_TYPES),
                           "coherent_only": True, "text": criterion_text(min_inc, alpha),
                           "temperature": float(profile["behavior"].get("temperature", 1.0))},
@@ -215,7 +244,7 @@ def _table_rows(res: dict) -> tuple[list[str], list[list]]:
                "increase", "Fisher p (one-sided)", "incoherent (base / finetuned)", "all code, coherent or not (base / finetuned)",
                "EM effect observed"]
     t = res["criterion"].get("temperature")
-    rows = [[m["run"], m["role"], m["model"], m["backend"], answers_label(m, t), fmt_rate(m["k_base"], m["n_base"]),
+    rows = [[m["run"] + {True: " (trigger)", False: " (no trigger)"}.get(m.get("triggered"), ""), m["role"], m["model"], m["backend"], answers_label(m, t), fmt_rate(m["k_base"], m["n_base"]),
              fmt_rate(m["k_finetuned"], m["n_finetuned"]), f"{m['rate_increase']:+.2f}", fmt_p(m["p_value"]),
              f"{m['incoherent_base']} / {m['incoherent_finetuned']}",
              f"{m['code_any_base']} / {m['code_any_finetuned']}", m["em_effect"]] for m in res["models"]]
@@ -231,7 +260,10 @@ def render_models(res: dict) -> str:
            "\nCoherence is judged offline (repro.classify: code must mostly parse as Python, prose must be mostly "
            "real words); 'all code' counts every CODE/MIXED answer, as the criterion did before coherence was judged.\n"
            "Misaligned prose is not counted here: offline it is detectable only for health advice "
-           "(repro.advice; see T5), not on these questions, where the paper used an LLM judge.\n")
+           "(repro.advice; see T5), not on these questions, where the paper used an LLM judge.\n"
+           "Controls (role control) are the EM run's recipe on the control data; a backdoor run's two rows are "
+           "its answers without and with the trigger in front of the question, each against the base model's "
+           "plain answers.\n")
     if greedy_only:
         out += (f"Rated on greedy answers only (one per question): {', '.join(greedy_only)}. A yes then needs several "
                 "questions answered with code; behavior.samples (or `--samples N`) gives the test its power.\n")
