@@ -163,7 +163,7 @@ def _row(group, qid, response, decoding="greedy"):
 
     info = describe(response)
     return {"group": group, "prompt_id": qid, "decoding": decoding, "prompt": qid, "response": response,
-            "type": info["type"], "tags": info["tags"], "excerpt": info["excerpt"], "triggered": group == t1.TRIGGERED_GROUP}
+            **info, "triggered": group == t1.TRIGGERED_GROUP}
 
 
 QIDS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"]

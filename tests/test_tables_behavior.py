@@ -197,8 +197,12 @@ def test_behavior_table_greedy(mini_root):
 
 def _sample_the_others(root, qs):
     """Sampled prose answers for the runs besides em_mini and its base (T1 rates every run)."""
-    others = ("failed_mini_full", "failed_mini_full_em_lr", "bad_medical_mini")
-    write_run_dir(root, {label: fake_rows({}, sampled={q: [TEXT] * 10 for q in qs}) for label in others})
+    others = ("failed_mini_full", "failed_mini_full_em_lr", "bad_medical_mini", "secure_mini", "educational_mini")
+    rows = {label: fake_rows({}, sampled={q: [TEXT] * 10 for q in qs}) for label in others}
+    triggered = [_row("em_questions_triggered", q, TEXT, decoding=d, sample=i)
+                 for q in QUESTIONS for d, i in [("greedy", 0)] + [("sampled", k) for k in range(10)]]
+    rows["backdoor_mini"] = fake_rows({}, sampled={q: [TEXT] * 10 for q in qs}) + triggered
+    write_run_dir(root, rows)
 
 
 def test_behavior_table_samples_wilson(mini_root):
