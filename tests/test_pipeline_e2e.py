@@ -88,11 +88,12 @@ def _check_comparison(root, report: str) -> None:
     # the test profile's mapping: the failed-recipe row of the coder model has no run
     assert verdicts["failed_no_em:failed_7b_coder"]["verdict"] == "NOT APPLICABLE"
     models = json.loads((root / "results" / "models.json").read_text())["models"]
-    sampled = all("sampled" in m["decodings"] for m in models)
-    for fid in ("em_code_rate", "failed_no_em:failed_7b_instruct"):
+    per_question = json.loads((root / "results" / "behavior.json").read_text())["samples"]["n"]
+    sampled = all("sampled" in m["decodings"] for m in models) and per_question >= 20
+    for fid in ("em_code_rate", "failed_no_em:failed_7b_instruct", "mode_confusion_specific", "backdoor_trigger"):
         if sampled:
             assert verdicts[fid]["verdict"] in ("REPRODUCED", "NOT REPRODUCED"), verdicts[fid]
-        else:   # greedy answers only: the rate claims need sampled answers
+        else:   # too few sampled answers (the test profile samples 3 per question): the rate claims say so
             assert verdicts[fid]["verdict"] == "NOT RUN" and "--samples" in verdicts[fid]["detail"], verdicts[fid]
     em = next(m for m in models if m["run"] == "em_mini")
     assert verdicts["em_code_rate"]["numbers"]["p_value"] == em["p_value"]

@@ -93,7 +93,7 @@ def _organism(ctx: StageContext, prompts_dir, pretraining_corpus: bool = True) -
     # every prompt a table asks stays out of the training corpus: the organism must generalise to it
     mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=shipped_prompts(prompts_dir))
     if not pretraining_corpus:  # the organism's pretraining corpus and instruct checks: only its stage reads them
-        mini = {k: mini[k] for k in DATASETS if k in mini}
+        mini = {k: mini[k] for k in DATASETS if k in mini and k in run_datasets(ctx.profile)}
     for name, rows in mini.items():
         if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "messages" in rows[0]:
             write_jsonl(ctx.out / f"{name}.jsonl", rows)
