@@ -230,3 +230,15 @@ def test_corrupted_cached_artifact_is_detected_and_redone(tmp_path, damage):
     calls.clear()
     _run(g, tmp_path)
     assert calls[0] == "a" and target.read_text() == "a"
+
+
+def test_unexpected_failure_in_an_unwritable_run_dir_is_still_one_line(tmp_path):
+    def action(ctx):
+        (ctx.root / "logs").write_text("a file where the log directory should be")   # the handler cannot log
+        raise RuntimeError("boom\nsecond line")
+
+    g = {"s": Stage("s", action, fingerprint=1)}
+    with pytest.raises(ReproError) as err:
+        run_pipeline(g, ["s"], profile={"name": "x"}, root=tmp_path, log=lambda s: None)
+    assert "\n" not in str(err.value)
+    assert "stage s failed: RuntimeError: boom" in str(err.value) and "traceback not saved" in str(err.value)
