@@ -258,6 +258,25 @@ def sweep_cmd(ctx, profile_opt, out_opt, force_opt, seeds, samples):
     click.echo(f"sweep: {path}")
 
 
+@cli.command("record")
+@profile_options
+@click.option("--sweep", "sweep_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="sweep.json of `repro sweep` (>= 3 seeds): numeric tolerances from its spread.")
+@click.pass_context
+def record_cmd(ctx, profile_opt, out_opt, force_opt, sweep_file):
+    """Re-record the profile's own reference numbers (paper_tables/<profile>/*.yaml) from the run in
+    --out (default runs/<profile>): values from its results, tolerances from the seed sweep. Run it
+    once, from a reviewed run, when the profile's inputs have settled; never for paper/."""
+    s = _settings(ctx, profile_opt, out_opt, force_opt)
+    from .compare import REFERENCE_ROOT
+    from .record import record_profile
+
+    profile = s.profile()
+    for path, n in record_profile(profile, s.root(profile), Path(REFERENCE_ROOT),
+                                  Path(sweep_file) if sweep_file else None):
+        click.echo(f"{path}: {n} value(s) recorded")
+
+
 @cli.command("graph")
 @profile_options
 @click.pass_context
