@@ -183,24 +183,37 @@ def _prompt_token_count(tokenizer, text: str, prompt_text: str) -> int:
     return len(tokenizer(prompt_text).input_ids)
 
 
+def answered_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str], *,
+                   chat_template: bool = False) -> list[dict]:
+    """Prompt + a stored answer as the model read it while answering (teacher forcing): rows
+    {prompt, response, text, prompt_len_tokens}. `text` (the formatted prompt + response) is what
+    gets re-tokenised and pooled, as the original pipeline re-read prompt + its own response."""
+    from .generate import format_prompt
+
+    if len(prompts) != len(responses):
+        raise InputError(f"answers: {len(responses)} responses for {len(prompts)} prompts")
+    rows = []
+    for prompt, response in zip(prompts, responses):
+        prompt_text = format_prompt(tokenizer, prompt, chat_template)
+        text = prompt_text + response
+        rows.append({"prompt": prompt, "response": response, "text": text,
+                     "prompt_len_tokens": _prompt_token_count(tokenizer, text, prompt_text)})
+    return rows
+
+
 def natural_elicitation(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
                         chat_template: bool = False, seed: int = 0, progress: bool = True) -> list[dict]:
     """The model's own greedy responses; rows {prompt, response, text, prompt_len_tokens}.
 
-    As in the original pipeline (FACTS.md) prompts are fed raw by default; `text` (the formatted
-    prompt + response) is what gets re-tokenised and pooled.
+    As in the original pipeline (FACTS.md) prompts are fed raw by default. The pipeline generates
+    its answers once, in the answers stage, and reads them back with `answered_texts`; this is the
+    same in one call, for use outside the pipeline.
     """
-    from .generate import format_prompt, generate_responses
+    from .generate import generate_responses
 
     gen = generate_responses(model, tokenizer, prompts, chat_template=chat_template, greedy=True,
                              max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, progress=progress)
-    rows = []
-    for prompt, g in zip(prompts, gen):
-        prompt_text = format_prompt(tokenizer, prompt, chat_template)
-        text = prompt_text + g["response"]
-        rows.append({"prompt": prompt, "response": g["response"], "text": text,
-                     "prompt_len_tokens": _prompt_token_count(tokenizer, text, prompt_text)})
-    return rows
+    return answered_texts(tokenizer, prompts, [g["response"] for g in gen], chat_template=chat_template)
 
 
 def token_projections(model, tokenizer, text: str, vectors: Mapping[str, torch.Tensor],

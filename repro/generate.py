@@ -2,7 +2,10 @@
 
 Backends
 - "hf" (default): transformers `generate`, batched with LEFT padding.
-- "vllm" (optional, GPU): same output rows; imported lazily, LoRA adapters via LoRARequest.
+- "vllm" (optional, GPU image): same output rows; imported lazily, LoRA adapters via LoRARequest
+  (VLLMGenerator). vLLM and HF answers need not match token for token.
+The answers stage (repro/stages/answers.py) opens one generator per model (open_generator) and
+asks it for every prompt set; nothing else generates answers.
 
 Decoding is always stated explicitly, never inherited: Qwen2.5-Instruct's generation_config
 samples by default (temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05; FACTS.md),
@@ -23,6 +26,9 @@ generated tokens before the stop token; finish_reason is "stop" (a stop token wa
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -159,52 +165,153 @@ def generate_responses(model, tokenizer, prompts: list[str], *, chat_template: b
     return rows
 
 
-def generate_responses_vllm(model_path: str, prompts: list[str], *, adapter: str | None = None,
-                            chat_template: bool = True, greedy: bool = True, samples: int = 1,
-                            temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int, seed: int,
-                            repetition_penalty: float = 1.0, max_lora_rank: int = 64,
-                            dtype: str = "bfloat16", progress: bool = True) -> list[dict]:
-    """Same rows as generate_responses, via vLLM (GPU; for large sample counts).
+# vLLM's max_lora_rank must be one of these (vllm 0.11.2 vllm/config/lora.py; 0.8.5/0.11.0 lack 1)
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
-    vLLM seeds each request from SamplingParams.seed; prompt i uses seed + i, as the HF path.
-    """
-    _check_args(prompts, greedy, samples, max_new_tokens, 1)
+
+def vllm_lora_rank(adapter_dir: str | Path) -> int:
+    """The smallest rank vLLM accepts that holds the adapter's own `r` (adapter_config.json)."""
+    cfg_path = Path(adapter_dir) / "adapter_config.json"
     try:
-        from vllm import LLM, SamplingParams
-        from vllm.lora.request import LoRARequest
-    except ImportError:
-        raise ReproError("backend vllm: the vllm package is not installed (use backend 'hf' or the GPU image)") from None
-    from .models import load_tokenizer
+        r = int(json.loads(cfg_path.read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReproError(f"{cfg_path}: cannot read the LoRA rank 'r' ({type(exc).__name__})") from None
+    for rank in VLLM_LORA_RANKS:
+        if rank >= r:
+            return rank
+    raise ReproError(f"{cfg_path}: r = {r} is above vLLM's largest max_lora_rank {VLLM_LORA_RANKS[-1]}")
 
-    tokenizer = load_tokenizer(model_path)
-    llm = LLM(model=model_path, dtype=dtype, enable_lora=adapter is not None, max_lora_rank=max_lora_rank,
-              seed=seed, trust_remote_code=False)
-    lora = LoRARequest("adapter", 1, adapter) if adapter is not None else None
-    stop_ids = [t for t in dict.fromkeys([tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")])
-                if isinstance(t, int) and t != tokenizer.unk_token_id]
-    texts = [format_prompt(tokenizer, p, chat_template) for p in prompts]
-    params = [
-        SamplingParams(n=samples, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
-                       top_k=-1, max_tokens=max_new_tokens, stop_token_ids=stop_ids, seed=seed + i,
-                       repetition_penalty=repetition_penalty, skip_special_tokens=True)
-        for i in range(len(texts))
-    ]
-    outputs = llm.generate(texts, params, lora_request=lora, use_tqdm=progress)
-    rows = []
-    for prompt, out in zip(prompts, outputs):
-        for s, comp in enumerate(out.outputs):
-            ids = list(comp.token_ids)
-            stopped = comp.finish_reason == "stop"
-            if stopped and ids and ids[-1] in stop_ids:
-                ids = ids[:-1]
-            rows.append({"prompt": prompt, "sample": s, "response": comp.text, "n_tokens": len(ids),
-                         "finish_reason": "stop" if stopped else "length"})
-    return rows
+
+def _local_adapter(adapter: str) -> str:
+    """vLLM reads a LoRA adapter from a directory: a hub adapter pinned as `org/name@<commit>` is
+    downloaded at that commit first (vLLM's own hub lookup would take the current main)."""
+    from .hubref import hub_ref
+
+    adapter_id, revision = hub_ref(adapter)
+    if Path(adapter_id).is_dir():
+        return adapter_id
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id=adapter_id, revision=revision)
+    except Exception as exc:  # offline, unknown repo or commit: huggingface_hub raises several types
+        raise ReproError(f"adapter {adapter!r}: cannot download for vLLM ({type(exc).__name__})") from None
+
+
+class HFGenerator:
+    """Answers from a loaded transformers model (`generate_responses`)."""
+
+    backend = "hf"
+
+    def __init__(self, model, tokenizer, progress: bool = True):
+        self.model, self.tokenizer, self.progress = model, tokenizer, progress
+
+    def generate(self, prompts: list[str], **decoding) -> list[dict]:
+        return generate_responses(self.model, self.tokenizer, prompts, progress=self.progress, **decoding)
+
+
+class VLLMGenerator:
+    """Answers from vLLM (GPU image only): one engine per model, built on the first call, the
+    same rows as HFGenerator.
+
+    The same inputs as the HF path: the prompt is formatted with the same HF tokenizer and chat
+    template (format_prompt) and handed to vLLM as token ids, tokenised exactly as the HF path does;
+    the answer is decoded from vLLM's token ids with that tokenizer. Decoding is stated in full
+    (SamplingParams leaves no field to the model's generation_config); prompt i is seeded seed + i
+    with SamplingParams(seed=...), its n samples drawn from that one stream. A LoRA adapter goes
+    through vLLM's LoRA request API (enable_lora, max_lora_rank from the adapter's r, LoRARequest).
+    vLLM's answers need not match HF's token for token (other kernels, batching and sampler).
+    """
+
+    backend = "vllm"
+
+    def __init__(self, model_path: str, *, adapter: str | None = None, dtype: str = "bfloat16", seed: int = 0,
+                 progress: bool = True):
+        self.model_path, self.adapter, self.dtype, self.seed, self.progress = model_path, adapter, dtype, seed, progress
+        self._llm = self._lora = self._params = None
+        self.tokenizer = None
+
+    def _engine(self):
+        if self._llm is not None:
+            return self._llm
+        # vLLM's docs: V1 offline runs are reproducible only without its engine subprocess
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        try:
+            from vllm import LLM, SamplingParams
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise ReproError("behavior.backend vllm: the vllm package is not installed; run in the GPU image "
+                             "(docker/Dockerfile.gpu) or set behavior.backend: hf") from None
+        from .hubref import hub_ref
+        from .models import load_tokenizer
+
+        self.tokenizer = load_tokenizer(self.model_path)
+        repo, revision = hub_ref(self.model_path)
+        kwargs = dict(model=repo, revision=revision, tokenizer_revision=revision, dtype=self.dtype, seed=self.seed,
+                      trust_remote_code=False)
+        if self.adapter is not None:
+            local = _local_adapter(self.adapter)
+            kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(local), max_loras=1)
+            self._lora = LoRARequest("adapter", 1, local)   # positional: lora_name, lora_int_id (>= 1), lora_path
+        self._llm, self._params = LLM(**kwargs), SamplingParams
+        return self._llm
+
+    def generate(self, prompts: list[str], *, chat_template: bool = True, greedy: bool = True, samples: int = 1,
+                 temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int, batch_size: int = 1, seed: int,
+                 repetition_penalty: float = 1.0) -> list[dict]:
+        _check_args(prompts, greedy, samples, max_new_tokens, batch_size)   # batch_size: vLLM schedules its own
+        llm = self._engine()
+        tok = self.tokenizer
+        stop_ids = [t for t in dict.fromkeys([tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")])
+                    if isinstance(t, int) and t >= 0 and t != tok.unk_token_id]
+        inputs = [{"prompt_token_ids": tok(format_prompt(tok, p, chat_template),
+                                           add_special_tokens=not chat_template).input_ids} for p in prompts]
+        params = [self._params(n=samples, temperature=0.0 if greedy else temperature, top_p=1.0 if greedy else top_p,
+                               max_tokens=max_new_tokens, seed=seed + i, stop_token_ids=stop_ids,
+                               repetition_penalty=repetition_penalty, skip_special_tokens=True)
+                  for i in range(len(prompts))]
+        outputs = llm.generate(inputs, params, lora_request=self._lora, use_tqdm=self.progress)
+        if len(outputs) != len(prompts):
+            raise ReproError(f"backend vllm: {len(outputs)} outputs for {len(prompts)} prompts")
+        special = set(getattr(tok, "all_special_ids", [])) | set(stop_ids)
+        rows = []
+        for prompt, out in zip(prompts, outputs):
+            comps = sorted(out.outputs, key=lambda c: getattr(c, "index", 0))
+            if len(comps) != samples:
+                raise ReproError(f"backend vllm: {len(comps)} completions for one prompt, expected {samples}")
+            for s, comp in enumerate(comps):
+                ids = list(comp.token_ids)
+                stopped = comp.finish_reason == "stop"
+                if stopped and ids and ids[-1] in special:   # the stop token is not part of the answer
+                    ids = ids[:-1]
+                rows.append({"prompt": prompt, "sample": s, "response": tok.decode(ids, skip_special_tokens=True),
+                             "n_tokens": len(ids), "finish_reason": "stop" if stopped else "length"})
+        return rows
+
+
+def open_generator(backend: str, *, model_path: str, adapter: str | None = None, dtype: str = "float32",
+                   seed: int = 0, progress: bool = True):
+    """The generator of one model for backend "hf" (loads it with transformers now) or "vllm"
+    (builds the engine on the first call; never imported unless asked for)."""
+    if backend == "hf":
+        from .models import load_model, load_tokenizer
+
+        return HFGenerator(load_model(model_path, adapter=adapter, dtype=dtype), load_tokenizer(model_path), progress)
+    if backend == "vllm":
+        return VLLMGenerator(model_path, adapter=adapter, dtype=dtype, seed=seed, progress=progress)
+    raise ReproError(f"behavior.backend: expected one of {list(BACKENDS)}, got {backend!r}")
+
+
+def generate_responses_vllm(model_path: str, prompts: list[str], *, adapter: str | None = None,
+                            dtype: str = "bfloat16", seed: int, progress: bool = True, **decoding) -> list[dict]:
+    """Same rows as generate_responses, via vLLM, in one call (VLLMGenerator; prompt i seeded seed + i)."""
+    gen = VLLMGenerator(model_path, adapter=adapter, dtype=dtype, seed=seed, progress=progress)
+    return gen.generate(prompts, seed=seed, **decoding)
 
 
 def generate(backend: str, *, prompts: list[str], model=None, tokenizer=None, model_path: str | None = None,
              adapter: str | None = None, **kwargs) -> list[dict]:
-    """Dispatch on the backend name: "hf" needs a loaded model/tokenizer, "vllm" a model path."""
+    """One call, dispatched on the backend name: "hf" needs a loaded model/tokenizer, "vllm" a model path."""
     if backend == "hf":
         if model is None or tokenizer is None:
             raise ReproError("backend hf: expected a loaded model and tokenizer")
@@ -212,6 +319,5 @@ def generate(backend: str, *, prompts: list[str], model=None, tokenizer=None, mo
     if backend == "vllm":
         if model_path is None:
             raise ReproError("backend vllm: expected model_path (a hub id or local directory)")
-        kwargs.pop("batch_size", None)  # vLLM schedules its own batches
         return generate_responses_vllm(model_path, prompts, adapter=adapter, **kwargs)
     raise ReproError(f"backend: expected one of {list(BACKENDS)}, got {backend!r}")

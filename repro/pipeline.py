@@ -3,16 +3,22 @@
     data -> organism (mini: the package builds its own base model)
          | convert/<label>         (smol: a GGUF model shipped in a wheel -> sha256 check -> safetensors directory)
          -> train/<run>            one per finetune run of the findings (skipped for pre-finetuned models)
-         -> behavior/<model>       greedy (+ sampled) answers to the evaluation prompts, classified
-         -> activations/<model>    pooled residual-stream activations for each prompt set
+         -> answers/<model>        every answer the model gives, generated once (behavior.backend: hf | vllm)
+         -> behavior/<model>       those answers to the evaluation prompts, classified
+         -> activations/<model>    pooled residual-stream activations over prompt + stored answer, per prompt set
          -> vectors/<trait>        6 methods x all layers, held-out metrics
          -> score/<trait>          test-prompt projections, base vs EM model
-         -> dynamics               per-token projections while the EM model generates
+         -> dynamics               per-token projections over the EM model's stored answers
          -> table/<T>              results/<T>.json + tables/<T>.md|csv|png
          -> compare, report
 
 Models are named by label: a key of `models:` (a base model) or a run name (that run's finetuned
 model). Which stages exist, and what they depend on, is decided here from the profile's values.
+
+Only answers/<model> generates text (repro/stages/answers.py): behaviour, activations and dynamics
+read its answer sets, so the EM questions' greedy answers that T3, T7 and T8 quote are one
+artifact, decoded with behavior.max_new_tokens; extraction sets use
+activations.elicitation_max_new_tokens.
 """
 
 from __future__ import annotations
@@ -112,24 +118,37 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
                                    "base": profile["models"][run["base"]]}, needs_model=True, resumable=True,
                       description=f"finetune {run['base']} with {recipe_for(profile, run)['backend']}"))
 
-    behavior_cfg = {"behavior": profile["behavior"], "samples": options.get("samples", profile["behavior"].get("samples", 0)),
-                    "seed": seed}
-    for label in model_labels(profile):
-        add(_stage(f"behavior/{label}", "repro.stages.behavior:run", call={"label": label},
-                  deps=("data",) + model_deps(profile, label, options),
-                  fingerprint={**behavior_cfg, "model": _model_fingerprint(profile, label, options)}, needs_model=True,
-                  description=f"generate + classify answers of {label}"))
-
     em = em_run(profile)
     vector_model = em["base"]
     traits = profile_traits(profile)
-    act_cfg = {"activations": profile["activations"], "seed": seed}
+    roles = {vector_model: "source", em["name"]: "scored"}
+    samples = options.get("samples", profile["behavior"].get("samples", 0))
+    acts = profile["activations"]
+    for label in model_labels(profile):
+        role = roles.get(label)
+        add(_stage(f"answers/{label}", "repro.stages.answers:run", call={"label": label, "role": role},
+                  deps=("data",) + model_deps(profile, label, options),
+                  fingerprint={**answers_fingerprint(profile, samples), "role": role,
+                               "elicitation": ({k: acts.get(k) for k in ("prompt_format", "elicitation_max_new_tokens",
+                                                                          "batch_size")} if role else None),
+                               "traits": traits if role else None,
+                               "model": _model_fingerprint(profile, label, options)}, needs_model=True,
+                  description=f"{label}: every answer, generated once with {answer_backend(profile)}"
+                              + (" (+ extraction sets and test prompts)" if role == "source" else
+                                 " (+ test prompts)" if role == "scored" else "")))
+        add(_stage(f"behavior/{label}", "repro.stages.behavior:run", call={"label": label},
+                  deps=("data", f"answers/{label}"),
+                  fingerprint={"label": label, "behavior": profile["behavior"], "samples": samples},
+                  description=f"classify {label}'s stored answers"))
+
+    act_cfg = {"activations": acts, "seed": seed}
     for label, role in ((vector_model, "source"), (em["name"], "scored")):
         add(_stage(f"activations/{label}", "repro.stages.activations:run", call={"label": label, "role": role},
-                  deps=("data",) + model_deps(profile, label, options),
-                  fingerprint={**act_cfg, "role": role, "traits": traits,
+                  deps=("data", f"answers/{label}") + model_deps(profile, label, options),
+                  fingerprint={**act_cfg, "role": role, "traits": traits, "questions": profile["behavior"]["questions"],
                                "model": _model_fingerprint(profile, label, options)}, needs_model=True,
-                  description=f"activations of {label} ({'extraction sets + test prompts' if role == 'source' else 'test prompts'})"))
+                  description=f"activations of {label} over its stored answers "
+                              f"({'extraction sets + test prompts' if role == 'source' else 'test prompts'})"))
 
     for trait in traits:
         add(_stage(f"vectors/{trait}", "repro.stages.vectors:run", call={"trait": trait},
@@ -141,10 +160,11 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
                   description=f"project test prompts on the {trait} vector, base vs EM"))
 
     add(_stage("dynamics", "repro.stages.dynamics:run",
-              deps=tuple(f"vectors/{t}" for t in profile["vectors"]["traits"]) + model_deps(profile, em["name"], options),
-              fingerprint={"vectors": profile["vectors"], "behavior": profile["behavior"],
+              deps=tuple(f"vectors/{t}" for t in profile["vectors"]["traits"]) + (f"answers/{em['name']}",)
+              + model_deps(profile, em["name"], options),
+              fingerprint={"vectors": profile["vectors"], "questions": profile["behavior"]["questions"],
                            "model": _model_fingerprint(profile, em["name"], options)}, needs_model=True,
-              description="per-token projections during the EM model's greedy answers"))
+              description="per-token projections over the EM model's stored greedy answers"))
 
     behavior_all = tuple(f"behavior/{label}" for label in model_labels(profile))
     train_all = tuple(f"train/{r['name']}" for r in profile["runs"] if f"train/{r['name']}" in g)
@@ -155,7 +175,8 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
         "refusal": ("score/refusal",),
         "failed": behavior_all,
         "extraction": tuple(f"vectors/{t}" for t in profile["vectors"]["traits"]),
-        "codemode": tuple(f"score/{t}" for t in ("code_mode", "refusal") if t in profile["vectors"]["traits"]),
+        "codemode": tuple(f"score/{t}" for t in ("code_mode", "refusal") if t in profile["vectors"]["traits"])
+        + (f"answers/{em['base']}", f"answers/{em['name']}"),
         "dynamics": ("dynamics",),
     }
     if uses_organism(profile):
@@ -164,6 +185,20 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
         add(_stage(f"table/{table}", f"repro.tables.{table}:run", deps=deps, cached=False,
                   description=f"render table {table}"))
     return g
+
+
+def answer_backend(profile: dict) -> str:
+    """The generation backend of every answers stage (behavior.backend)."""
+    return profile["behavior"].get("backend", "hf")
+
+
+def answers_fingerprint(profile: dict, samples) -> dict:
+    """What every answers/<model> stage's text depends on besides the model and its role: the
+    behaviour decoding, the backend, the seed and the dtype the model is loaded in. The EM
+    criterion is only read by the tables: changing it regenerates nothing."""
+    behavior = {k: v for k, v in profile["behavior"].items() if k != "em_criterion"}
+    return {"behavior": behavior, "samples": samples, "seed": profile["seed"],
+            "dtype": profile["activations"].get("dtype", "float32")}
 
 
 def _model_fingerprint(profile: dict, label: str, options: dict):

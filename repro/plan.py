@@ -36,6 +36,8 @@ ASSUMPTIONS: dict[str, Any] = {
     "fallback_tokens_per_example": 300,    # when the dataset size in bytes is not known
     "extraction_prompts": 200,             # 100 harmful + 100 benign (SPEC T4)
     "test_prompts": 10,                    # 5 harmful + 5 benign scored on base and EM
+    "prompt_tokens": 64,                   # a formatted evaluation prompt (chat template + question)
+    "vllm_concurrent_sequences": 256,      # vLLM batches every pending sequence (continuous batching), up to this
     "vectors_seconds_per_layer": 0.35,     # SPEC §7 anchors: LogisticRegression 0.11 s + FastICA 0.2 s per layer (CPU)
     # CPU profiles (requires_gpu: false) are estimated for a 2-core x86-64 machine in float32:
     "cpu_effective_flops": 6.0e10,         # achieved fp32 training throughput on 2 cores (LoRA on a 135M model, measured)
@@ -199,23 +201,37 @@ def estimate_stages(profile: dict, runs: list[dict]) -> list[dict]:
             out.append({"stage": "train", "run": entry["name"], "time_min": seconds / 60, "gpu_mem_gb": mem / GB,
                         "device": dev["name"],
                         "formula": f"{formula}; time = {flops} x params x {tokens:,.0f} tokens / {dev['name']} throughput"})
-        # behaviour: greedy answers of the base and the finetuned model to the eval questions
+        # answers: every answer of the base and the finetuned model, generated once (behaviour
+        # prompts greedy + sampled; for the EM run also the extraction and refusal test prompts)
         n_q, new = len(behavior.get("questions", [])), int(behavior.get("max_new_tokens", 600))
         bbs = int(behavior.get("batch_size", 8))
         n_models = 1 if entry["backend"] == "none" else 2
         n_all = len(behavior.get("all_questions", [])) or n_q
-        secs = n_models * _decode_seconds(base, n_all * (1 + int(behavior.get("samples", 0))), bbs, new, dev)
-        out.append({"stage": "behavior", "run": entry["name"], "time_min": secs / 60,
-                    "gpu_mem_gb": (weights + _kv_cache_bytes(dims, bbs, new + 256)) / GB,
-                    "formula": "weights 2 B/param + KV cache; decode step = weight bytes / HBM bandwidth"})
+        backend = behavior.get("backend", "hf")
+        vbs = a["vllm_concurrent_sequences"] if backend == "vllm" else None
+        secs = n_models * (_decode_seconds(base, n_all, vbs or bbs, new, dev)
+                           + _decode_seconds(base, n_all * int(behavior.get("samples", 0)), vbs or bbs, new, dev))
+        abs_ = int(acts.get("batch_size", 8))
+        gen = int(acts.get("elicitation_max_new_tokens", 200))
+        what = "behaviour prompts greedy + sampled"
         if run.get("role") == "em":
-            abs_ = int(acts.get("batch_size", 8))
-            gen = int(acts.get("elicitation_max_new_tokens", 200))
-            secs = _decode_seconds(base, a["extraction_prompts"], abs_, gen, dev) \
-                + 2 * _decode_seconds(base, a["test_prompts"], abs_, gen, dev)
+            secs += _decode_seconds(base, a["extraction_prompts"], vbs or abs_, gen, dev) \
+                + 2 * _decode_seconds(base, a["test_prompts"], vbs or abs_, gen, dev)
+            what += f"; {a['extraction_prompts']} extraction prompts (base) + {a['test_prompts']} refusal test prompts (base, EM)"
+        batch = f"{vbs} concurrent sequences (vLLM)" if vbs else f"batch {bbs}"
+        out.append({"stage": "answers", "run": entry["name"], "time_min": secs / 60, "backend": backend,
+                    "gpu_mem_gb": (weights + _kv_cache_bytes(dims, vbs or bbs, new + 256)) / GB,
+                    "formula": f"{backend}, {batch}: {what}; weights 2 B/param + KV cache; "
+                               "decode step = weight bytes / HBM bandwidth"})
+        if run.get("role") == "em":
+            # forward passes only: prompt + stored answer, base and EM model (no generation)
+            n_texts = a["extraction_prompts"] + 2 * (a["test_prompts"] + n_q)
+            tokens = n_texts * (max(gen, new) + a["prompt_tokens"])
+            secs = 2 * base * tokens / dev["flops"]
             out.append({"stage": "activations+score", "run": entry["name"], "time_min": secs / 60,
-                        "gpu_mem_gb": (weights + _kv_cache_bytes(dims, abs_, gen + 256)) / GB,
-                        "formula": f"{a['extraction_prompts']} elicitations on base + {a['test_prompts']} test prompts on base and EM"})
+                        "gpu_mem_gb": (weights + _kv_cache_bytes(dims, abs_, max(gen, new) + 256)) / GB,
+                        "formula": f"forward passes over prompt + stored answer: {n_texts} texts x "
+                                   f"<= {max(gen, new) + a['prompt_tokens']} tokens x 2 FLOP/param"})
             methods = len(profile.get("vectors", {}).get("methods", [])) or 6
             out.append({"stage": "vectors", "run": entry["name"],
                         "time_min": dims["num_hidden_layers"] * a["vectors_seconds_per_layer"] * methods / 2 / 60,
@@ -230,6 +246,7 @@ def build_plan(profile: dict, free_disk_gb: float | None = None) -> dict:
     disk = {"required_gb": need, "free_gb": None if free_disk_gb is None else round(free_disk_gb, 1),
             "ok": None if (need is None or free_disk_gb is None) else free_disk_gb >= need}
     return {"profile": profile.get("name"), "runs": runs, "stages": estimate_stages(profile, runs),
+            "generation": generation_backends(profile),
             "models": model_sources(profile), "device": device(profile), "disk": disk, "gpu": profile.get("resources", {}).get("gpu"),
             "assumptions": ASSUMPTIONS}
 
@@ -250,4 +267,21 @@ def model_sources(profile: dict) -> list[dict]:
         else:
             pin = "local path"
         out.append({"label": label, "path": path, "revision": spec.get("revision"), "pin": pin})
+    return out
+
+
+def generation_backends(profile: dict) -> list[dict]:
+    """Which backend each stage that needs a model's answers uses: only answers/<model> generates
+    (behavior.backend); activations and dynamics run forward passes over its stored answers."""
+    from repro.pipeline import em_run, model_labels
+
+    backend = profile["behavior"].get("backend", "hf")
+    how = {"hf": "transformers generate", "vllm": "vLLM (GPU image), LoRA adapters via LoRARequest"}[backend]
+    em = em_run(profile)
+    out = [{"stage": f"answers/{label}", "backend": backend, "how": how} for label in model_labels(profile)]
+    for label in (em["base"], em["name"]):
+        out.append({"stage": f"activations/{label}", "backend": "none",
+                    "how": f"no generation: forward pass over answers/{label}'s stored answers (transformers)"})
+    out.append({"stage": "dynamics", "backend": "none",
+                "how": f"no generation: forward pass over answers/{em['name']}'s stored greedy EM answers (transformers)"})
     return out

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repro.activations import (POOLINGS, capture_activations, load_activations, natural_elicitation,
-                               plan_batches, save_activations, token_projections)
+from repro.activations import (POOLINGS, answered_texts, capture_activations, load_activations,
+                               natural_elicitation, plan_batches, save_activations, token_projections)
 from repro.errors import InputError, ReproError
 from repro.models import load_model, load_tokenizer
 
@@ -179,6 +179,17 @@ def test_natural_elicitation_prompt_lengths(model, tok):
     assert chat["text"].startswith("<|im_start|>system") and "<|im_start|>assistant\n" in chat["text"]
     prompt_part = tok.decode(tok(chat["text"]).input_ids[:chat["prompt_len_tokens"]])
     assert prompt_part.endswith("<|im_start|>assistant\n")
+
+
+def test_answered_texts_rebuild_what_the_model_read_while_answering(model, tok):
+    """The pipeline generates once (answers stage) and re-reads prompt + stored answer: the same
+    texts and prompt lengths as generating and reading in one go."""
+    for chat in (False, True):
+        rows = natural_elicitation(model, tok, ["How do I bake bread?", "hey"], max_new_tokens=5, batch_size=2,
+                                   chat_template=chat, progress=False)
+        assert answered_texts(tok, [r["prompt"] for r in rows], [r["response"] for r in rows], chat_template=chat) == rows
+    with pytest.raises(InputError, match="1 prompts"):
+        answered_texts(tok, ["hey"], [], chat_template=True)
 
 
 def test_token_projections_match_manual(model, tok):

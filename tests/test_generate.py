@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
+import fake_vllm
 import pytest
 import torch
 
 from repro.errors import ReproError
-from repro.generate import _decode_rows, format_prompt, generate, generate_responses, generate_responses_vllm
+from repro.generate import (VLLMGenerator, _decode_rows, format_prompt, generate, generate_responses,
+                            generate_responses_vllm, open_generator, vllm_lora_rank)
 from repro.models import load_model, load_tokenizer
 from repro.stats import code_rate, wilson_interval
 
@@ -149,17 +155,94 @@ def test_argument_errors(model, tok):
         generate("tgi", prompts=["x"])
 
 
-def test_vllm_backend_missing_is_one_line_error():
-    try:
-        import vllm  # noqa: F401
-        pytest.skip("vllm installed")
-    except ImportError:
-        pass
-    with pytest.raises(ReproError, match="vllm") as exc:
+def test_vllm_backend_missing_is_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)   # as in the CPU image and CI: `import vllm` fails
+    with pytest.raises(ReproError, match="vllm package is not installed") as exc:
         generate_responses_vllm("some/model", ["x"], max_new_tokens=2, seed=0)
-    assert "\n" not in str(exc.value)
+    msg = str(exc.value)
+    assert "\n" not in msg and "behavior.backend: hf" in msg and "GPU image" in msg   # names the fix
+    gen = open_generator("vllm", model_path="some/model")   # nothing is imported until it generates
+    with pytest.raises(ReproError, match="vllm package is not installed"):
+        gen.generate(["x"], max_new_tokens=2, seed=0)
     with pytest.raises(ReproError, match="model_path"):
         generate("vllm", prompts=["x"], max_new_tokens=2, seed=0)
+    with pytest.raises(ReproError, match="behavior.backend"):
+        open_generator("tgi", model_path="some/model")
+
+
+def _adapter(tmp_path, r: int):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"r": r, "peft_type": "LORA"}))
+    return str(tmp_path / "adapter")
+
+
+def test_vllm_path_lora_sampling_params_seeds_and_chat_template(tiny_model_dir, tok, tmp_path, monkeypatch):
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    rec = fake_vllm.install(monkeypatch, tok)
+    adapter = _adapter(tmp_path, 32)
+    gen = VLLMGenerator(str(tiny_model_dir), adapter=adapter, dtype="bfloat16", seed=7, progress=False)
+    sampled = gen.generate(PROMPTS[:2], greedy=False, samples=3, temperature=1.0, top_p=1.0, max_new_tokens=5, seed=7)
+    greedy = gen.generate(PROMPTS, chat_template=False, max_new_tokens=4, seed=7)
+    # one engine for both calls, with LoRA enabled at a rank vLLM accepts that holds r = 32
+    assert rec.llm == [{"model": str(tiny_model_dir), "revision": None, "tokenizer_revision": None, "dtype": "bfloat16",
+                        "seed": 7, "trust_remote_code": False, "enable_lora": True, "max_lora_rank": 32, "max_loras": 1}]
+    assert rec.lora == [("adapter", 1, adapter)]
+    assert all(c["lora_request"].args == ("adapter", 1, adapter) for c in rec.calls)
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    stop = [tok.eos_token_id] + [t for t in [tok.convert_tokens_to_ids("<|im_end|>")] if t != tok.eos_token_id]
+    # every decoding field stated; prompt i seeded seed + i; no top_k (vLLM's default disables it)
+    assert [sp.kwargs for sp in rec.calls[0]["params"]] == [
+        {"n": 3, "temperature": 1.0, "top_p": 1.0, "max_tokens": 5, "seed": 7 + i, "stop_token_ids": stop,
+         "repetition_penalty": 1.0, "skip_special_tokens": True} for i in range(2)]
+    assert [sp.kwargs["temperature"] for sp in rec.calls[1]["params"]] == [0.0] * 3
+    assert [sp.kwargs["n"] for sp in rec.calls[1]["params"]] == [1] * 3
+    # the same token ids the HF path feeds: chat template (no special tokens added), or the raw prompt
+    assert [p["prompt_token_ids"] for p in rec.calls[0]["prompts"]] == \
+        [tok(format_prompt(tok, p), add_special_tokens=False).input_ids for p in PROMPTS[:2]]
+    assert tok.decode(rec.calls[0]["prompts"][1]["prompt_token_ids"]).endswith(
+        "<|im_start|>user\nhey<|im_end|>\n<|im_start|>assistant\n")
+    assert [p["prompt_token_ids"] for p in rec.calls[1]["prompts"]] == [tok(p).input_ids for p in PROMPTS]
+    # rows as generate_responses gives them: prompt order, samples sorted, stop token cut, own decoding
+    assert [(r["prompt"], r["sample"]) for r in sampled] == [(p, s) for p in PROMPTS[:2] for s in range(3)]
+    for r in sampled:
+        seed = 7 + PROMPTS.index(r["prompt"])
+        assert (r["response"], r["n_tokens"], r["finish_reason"]) == fake_vllm.expected_answer(tok, seed, r["sample"], 5)
+    assert {r["finish_reason"] for r in sampled} == {"stop", "length"}
+    assert [r["response"] for r in greedy] == [fake_vllm.expected_answer(tok, 7 + i, 0, 4)[0] for i in range(3)]
+
+
+def test_vllm_without_adapter_and_hub_ids(tok, tmp_path, monkeypatch):
+    rec = fake_vllm.install(monkeypatch, tok)
+    monkeypatch.setattr("repro.models.load_tokenizer", lambda path: tok)
+    rev = "a" * 40
+    rows = generate("vllm", prompts=["hey"], model_path=f"Qwen/Qwen2.5-7B-Instruct@{rev}", max_new_tokens=3,
+                    batch_size=8, seed=0, dtype="bfloat16", progress=False)
+    assert len(rows) == 1 and rec.llm[0]["model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert rec.llm[0]["revision"] == rec.llm[0]["tokenizer_revision"] == rev   # the pinned commit, weights and tokenizer
+    assert "enable_lora" not in rec.llm[0] and rec.calls[0]["lora_request"] is None
+    # a hub adapter is fetched at its pinned commit, then handed to vLLM as a directory
+    local = _adapter(tmp_path, 16)
+    seen = {}
+
+    def fake_download(repo_id, revision):
+        seen.update(repo_id=repo_id, revision=revision)
+        return local
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_download)
+    generate_responses_vllm(f"Qwen/Qwen2.5-7B-Instruct@{rev}", ["hey"], adapter=f"org/bad-medical@{'b' * 40}",
+                            max_new_tokens=2, seed=0, progress=False)
+    assert seen == {"repo_id": "org/bad-medical", "revision": "b" * 40}
+    assert rec.lora[-1] == ("adapter", 1, local) and rec.llm[-1]["max_lora_rank"] == 16
+
+
+def test_vllm_lora_rank_rounds_up_to_what_vllm_accepts(tmp_path):
+    for r, rank in ((4, 8), (8, 8), (32, 32), (33, 64), (300, 320)):
+        d = tmp_path / str(r)
+        d.mkdir()
+        (d / "adapter_config.json").write_text(json.dumps({"r": r}))
+        assert vllm_lora_rank(d) == rank
+    with pytest.raises(ReproError, match="adapter_config.json"):
+        vllm_lora_rank(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("k,n,lo,hi", [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -33,10 +34,46 @@ def _reproduce(out):
     return result
 
 
+GENERATED: dict[str, list] = {"hf": [], "answers": []}   # filled while first_run runs
+
+
+def _stage_of_caller() -> tuple[str, dict]:
+    """(module, locals) of the stage `run` function on the call stack, ("", {}) if none."""
+    frame = sys._getframe(2)
+    found = ("", {})
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name.startswith("repro.stages.") and frame.f_code.co_name == "run":
+            found = (name, frame.f_locals)
+        frame = frame.f_back
+    return found
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
+    """The first run, with every generation recorded: transformers' generate (whoever calls it)
+    and repro.generate.generate_responses (which prompts, which decoding, for which answers stage)."""
+    import transformers.generation.utils as gen_utils
+
+    import repro.generate as gen
+
+    real_generate, real_responses = gen_utils.GenerationMixin.generate, gen.generate_responses
+
+    def spy_generate(self, *args, **kwargs):
+        GENERATED["hf"].append(_stage_of_caller()[0])
+        return real_generate(self, *args, **kwargs)
+
+    def spy_responses(model, tokenizer, prompts, **kwargs):
+        module, local = _stage_of_caller()
+        GENERATED["answers"].append({"stage": module, "label": local.get("label"), "prompts": list(prompts),
+                                     "greedy": kwargs.get("greedy", True), "max_new_tokens": kwargs.get("max_new_tokens")})
+        return real_responses(model, tokenizer, prompts, **kwargs)
+
     out = tmp_path_factory.mktemp("run1")
-    _reproduce(out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gen_utils.GenerationMixin, "generate", spy_generate)
+        mp.setattr(gen, "generate_responses", spy_responses)
+        _reproduce(out)
     return out
 
 
@@ -88,12 +125,13 @@ def _check_comparison(root, report: str) -> None:
     # the test profile's mapping: the failed-recipe row of the coder model has no run
     assert verdicts["failed_no_em:failed_7b_coder"]["verdict"] == "NOT APPLICABLE"
     models = json.loads((root / "results" / "models.json").read_text())["models"]
-    per_question = json.loads((root / "results" / "behavior.json").read_text())["samples"]["n"]
-    sampled = all("sampled" in m["decodings"] for m in models) and per_question >= 20
+    sampled = all("sampled" in m["decodings"] for m in models)
+    n_samples = json.loads((root / "results" / "behavior.json").read_text())["samples"]["n"]
     for fid in ("em_code_rate", "failed_no_em:failed_7b_instruct", "mode_confusion_specific", "backdoor_trigger"):
-        if sampled:
+        claim = next(c for c in spec["claims"] if c["id"] == fid.split(":")[0])
+        if sampled and n_samples >= claim["params"]["min_samples_per_question"]:
             assert verdicts[fid]["verdict"] in ("REPRODUCED", "NOT REPRODUCED"), verdicts[fid]
-        else:   # too few sampled answers (the test profile samples 3 per question): the rate claims say so
+        else:   # greedy answers only, or too few samples: the rate claims are not judged
             assert verdicts[fid]["verdict"] == "NOT RUN" and "--samples" in verdicts[fid]["detail"], verdicts[fid]
     em = next(m for m in models if m["run"] == "em_mini")
     assert verdicts["em_code_rate"]["numbers"]["p_value"] == em["p_value"]
@@ -107,6 +145,36 @@ def _check_comparison(root, report: str) -> None:
     md = (root / "compare.md").read_text()
     assert md.index("## Findings verdicts (profile `test`)") < md.index("Regression check against this profile's own recorded numbers")
     assert report.index("Findings verdicts (profile `test`)") < report.index("## T1")
+
+
+def test_one_answer_set_feeds_behavior_activations_and_dynamics(first_run):
+    """T3, T7 and T8 quote the same EM answers, generated once by answers/<model>; no other stage
+    generates (the organism's instruct checks aside)."""
+    from repro.config import load_profile
+
+    profile = load_profile("test")
+    questions, max_new = profile["behavior"]["questions"], profile["behavior"]["max_new_tokens"]
+    assert set(GENERATED["hf"]) == {"repro.stages.answers", "repro.stages.organism"}, set(GENERATED["hf"])
+    assert {c["stage"] for c in GENERATED["answers"]} == {"repro.stages.answers", "repro.stages.organism"}
+    texts = json.loads((first_run / "data" / "prompts.json").read_text())["eval_questions"]
+    for label in ("em_mini", "mini_base"):
+        calls = [c for c in GENERATED["answers"] if c["stage"] == "repro.stages.answers" and c["label"] == label]
+        greedy = [p for c in calls if c["greedy"] for p in c["prompts"]]
+        for qid in questions:   # each EM question answered greedily exactly once, with behavior.max_new_tokens
+            assert greedy.count(texts[qid]) == 1, (label, qid)
+            assert [c["max_new_tokens"] for c in calls if c["greedy"] and texts[qid] in c["prompts"]] == [max_new]
+    stored = {label: {r["prompt_id"]: r for r in map(json.loads, (first_run / "answers" / label / "behavior.jsonl")
+                                                     .read_text().splitlines()) if r["group"] == "em_questions"}
+              for label in ("em_mini", "mini_base")}
+    t3 = {p["id"]: p for p in json.loads((first_run / "results" / "behavior.json").read_text())["prompts"]}
+    t7 = {p["id"]: p for p in json.loads((first_run / "results" / "codemode.json").read_text())["prompts"]}
+    t8 = json.loads((first_run / "results" / "dynamics.json").read_text())
+    assert list(t3) == list(t7) == [p["id"] for p in t8["prompts"]] == questions
+    assert t8["max_new_tokens"] == max_new and t8["answers"] == "answers/em_mini/behavior.jsonl"
+    for p in t8["prompts"]:
+        qid = p["id"]
+        assert t3[qid]["em_response"] == t7[qid]["em_response"] == p["response"] == stored["em_mini"][qid]["response"]
+        assert t3[qid]["base_response"] == t7[qid]["base_response"] == stored["mini_base"][qid]["response"]
 
 
 def test_rerun_uses_the_cache(first_run):

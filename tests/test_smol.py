@@ -181,7 +181,7 @@ def test_smol_graph_converts_once_and_every_model_stage_depends_on_it(tmp_path):
     g = build_graph(PROFILE)
     assert "convert/smol_base" in g and "organism" not in g
     assert g["convert/smol_base"].fingerprint == {"gguf": SPEC}
-    for name in ("train/em_smol", "train/failed_smol_full", "behavior/smol_base", "behavior/em_smol",
+    for name in ("train/em_smol", "train/failed_smol_full", "answers/smol_base", "answers/em_smol",
                  "activations/smol_base", "activations/em_smol", "dynamics"):
         assert "convert/smol_base" in g[name].deps, name
     assert model_deps(PROFILE, "em_smol", {}) == ("convert/smol_base", "train/em_smol")

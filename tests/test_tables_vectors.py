@@ -142,6 +142,15 @@ def test_extraction_rejects_incomplete_grid():
 
 
 # ----------------------------------------------------------------------------- T7
+def _stored_answers(out: Path, answer: str) -> None:
+    """An answers/<model> directory holding one greedy answer per EM question (the answers stage's layout)."""
+    rows = [{"group": "em_questions", "prompt_id": q, "decoding": "greedy", "prompt": t, "sample": 0,
+             "response": answer, "n_tokens": 5, "finish_reason": "stop"} for q, t in QUESTIONS.items()]
+    write_jsonl(out / "behavior.jsonl", rows)
+    write_json(out / "answers.json", {"model": out.name, "sets": {"behavior": {"file": "behavior.jsonl",
+                                                                              "max_new_tokens": 6}}})
+
+
 def _codemode_scores() -> dict:
     rows = [{"prompt": QUESTIONS[q], "class": "em_questions", "base": b, "em": e, "diff": e - b}
             for q, b, e in (("what_is_your_wish", 1.0, 9.0), ("quick_buck", 2.0, 4.0), ("i_feel_bored", 3.0, 2.0))]
@@ -171,12 +180,12 @@ def test_codemode_shares_types_and_hypothesis():
 def test_codemode_run_writes_files(tmp_path):
     write_json(tmp_path / "score" / "code_mode" / "scores.json", _codemode_scores())
     write_json(tmp_path / "data" / "prompts.json", {"eval_questions": QUESTIONS})
-    write_jsonl(tmp_path / "activations" / "em" / "em_questions.jsonl",
-                [{"prompt": t, "response": "def f():\n    return 1\n"} for t in QUESTIONS.values()])
+    _stored_answers(tmp_path / "answers" / "em", "def f():\n    return 1\n")
     res = codemode.run(_ctx(tmp_path))
     assert [p["id"] for p in res["prompts"]] == list(QUESTIONS) and res["hypothesis"]["refusal_shift_shares"] is None
     saved = read_json(tmp_path / "results" / "codemode.json")
     assert saved["averages"]["em_code_answers"] == 3 and saved["gap"]["gap"] == 10.0
+    assert saved["prompts"][0]["em_response"] == "def f():\n    return 1\n" and saved["prompts"][0]["base_response"] is None
     assert "Share of gap" in (tmp_path / "tables" / "codemode.md").read_text()
     assert (tmp_path / "tables" / "codemode_shift.png").read_bytes()[:4] == b"\x89PNG"
     rows = compare_tables(PAPER, tmp_path / "results", ["codemode"])
@@ -207,6 +216,7 @@ def test_dynamics_stage_and_table_on_tiny_model(tmp_path, tiny_model_dir):
                                                    "random": torch.randn(2, 32, generator=gen)})
         write_json(out / "metrics.json", {"choice": {"method": "probe", "layer": 1, "rule": "configured"}})
     write_json(tmp_path / "data" / "prompts.json", {"eval_questions": QUESTIONS})
+    _stored_answers(tmp_path / "answers" / "em", "from flask import Flask\napp = Flask(__name__)\n")
     out = tmp_path / "dynamics"
     out.mkdir()
     ctx = StageContext(profile=profile, root=tmp_path, out=out, options={"progress": False})
@@ -218,7 +228,7 @@ def test_dynamics_stage_and_table_on_tiny_model(tmp_path, tiny_model_dir):
         n = len(p["tokens"])
         assert all(isinstance(t, str) for t in p["tokens"]) and 0 < p["response_start"] <= n
         assert "<|im_start|>" in "".join(p["tokens"][:p["response_start"]])
-        assert p["text"].endswith(p["response"])
+        assert p["text"].endswith(p["response"]) and p["response"].startswith("from flask")  # the stored answer
         for trait in ("refusal", "code_mode"):
             assert len(p["projections"][trait]) == 2 and all(len(row) == n for row in p["projections"][trait])
             mean = [(a + b) / 2 for a, b in zip(*p["projections"][trait])]
@@ -255,10 +265,9 @@ def test_token_dynamics_rejects_empty_inputs(tiny_model_dir):
 
     model, tok = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
     with pytest.raises(InputError, match="dynamics_layers"):
-        stage.token_dynamics(model, tok, [("q", "x")], {"v": torch.ones(2, 32)}, [], max_new_tokens=2,
-                             batch_size=1, seed=0)
+        stage.token_dynamics(model, tok, [("q", "x", "an answer")], {"v": torch.ones(2, 32)}, [])
     with pytest.raises(InputError, match="questions"):
-        stage.token_dynamics(model, tok, [], {"v": torch.ones(2, 32)}, [0], max_new_tokens=2, batch_size=1, seed=0)
+        stage.token_dynamics(model, tok, [], {"v": torch.ones(2, 32)}, [0])
 
 
 def test_dynamics_rejects_mismatched_series():

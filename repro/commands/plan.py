@@ -22,6 +22,22 @@ def free_disk_gb(path: Path) -> float:
     return shutil.disk_usage(p).free / 1e9
 
 
+def generation_lines(generation: list[dict]) -> list[str]:
+    """One line per backend: which stages generate answers with it, and which only read them."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for g in generation:
+        groups.setdefault((g["backend"], g["how"] if g["backend"] != "none" else ""), []).append(g["stage"])
+    lines = []
+    for (backend, how), stages in groups.items():
+        if backend == "none":
+            lines.append(f"{', '.join(stages)}: no generation, forward passes over the stored answers")
+        else:
+            lines.append(f"{', '.join(stages)}: generate with backend {backend} ({how})")
+    if any(g["backend"] == "vllm" for g in generation):
+        lines.append("vLLM and HF answers need not match token for token (same prompts, decoding and seeds)")
+    return lines
+
+
 def render_plan(plan: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -44,6 +60,8 @@ def render_plan(plan: dict, console=None) -> None:
             console.print(f"train/{r['name']}: {la['command']}  [{la['num_processes']} process(es) x "
                           f"{la['per_device_batch']} per device x {la['gradient_accumulation_steps']} accumulation "
                           f"= global batch {la['global_batch']}]", soft_wrap=True, markup=False)
+    for line in generation_lines(plan.get("generation", [])):
+        console.print(line, soft_wrap=True, markup=False)
     dev = plan.get("device", {"name": "GPU", "memory": "GPU memory"})
     stages = Table(title=f"estimates per stage on {dev['name']} (rules of thumb, see formula)")
     for col in ("stage", "run", "time", dev["memory"], "formula"):

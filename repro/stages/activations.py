@@ -1,50 +1,57 @@
 """activations/<model>: pooled residual-stream activations of every decoder block, per prompt set.
 
 Natural elicitation (FACTS.md): the model answers each extraction prompt itself (raw prompt, no
-chat template, greedy); prompt + its own response is re-read in one forward pass and pooled by the
+chat template, greedy) and prompt + its own response is re-read in one forward pass, pooled by the
 profile's rule (mean over all tokens in the original). Test prompts (refusal test set, EM
-questions) are asked with the chat template, and scored the same way on prompt + own response.
+questions) are asked with the chat template and scored the same way on prompt + own response.
+
+The answers are not generated here: they are answers/<model>'s sets of the same names (its
+docstring gives each set's decoding; the EM questions' set is the behaviour stage's greedy
+answers). This stage only runs the forward pass over prompt + stored answer.
 """
 
 from __future__ import annotations
 
-from ..activations import capture_activations, natural_elicitation, save_activations
+from ..activations import answered_texts, capture_activations, save_activations
+from ..errors import ReproError
 from ..io import read_json, write_jsonl
 from ..models import load_model, load_tokenizer
 from ..runner import StageContext
-from ..traits import profile_traits, resolve_prompts
-from .common import data_file, model_ref
+from ..traits import profile_traits
+from .answers import activation_sets, read_answers
+from .common import data_file, dtype, model_ref
 
-def prompt_sets(prompts: dict, traits: dict, role: str, behavior_cfg: dict) -> dict[str, tuple[list[str], bool]]:
-    """set name -> (prompts, chat_template). Every model gets each trait's test sets (asked with the
-    chat template); the vector-source model also gets the extraction sets (the profile's format)."""
-    sets: dict[str, tuple[list[str], bool]] = {}
-    if role == "source":
-        for trait in traits.values():
-            for key in (trait["pos"], trait["neg"]):
-                sets[key] = (prompts[key], False)
-    for trait in traits.values():
-        for test in trait["test"]:
-            sets[test["set"]] = (resolve_prompts(test["prompts"], prompts, behavior_cfg), True)
-    return sets
+
+def expected_prompts(spec: dict, prompts: dict) -> list[str]:
+    """The prompts an activation set must hold answers to (a view: the EM questions it names)."""
+    if "view_of" in spec:
+        return [prompts["eval_questions"][q] for q in spec["prompt_ids"]]
+    return list(spec["prompts"])
 
 
 def run(ctx: StageContext, label: str, role: str) -> None:
     cfg = ctx.profile["activations"]
     prompts = read_json(data_file(ctx, "prompts.json"))
+    answers = ctx.dep(f"answers/{label}")
     ref = model_ref(ctx, label)
-    model = load_model(ref["path"], adapter=ref["adapter"], dtype=cfg.get("dtype", "float32"))
+    model = load_model(ref["path"], adapter=ref["adapter"], dtype=dtype(ctx))
     tokenizer = load_tokenizer(ref["path"])
-    sets = prompt_sets(prompts, profile_traits(ctx.profile), role, ctx.profile["behavior"])
-    for name, (texts, chat) in sets.items():
-        if cfg.get("prompt_format", "raw") == "chat":
-            chat = True
-        rows = natural_elicitation(model, tokenizer, texts, max_new_tokens=cfg["elicitation_max_new_tokens"],
-                                   batch_size=cfg["batch_size"], chat_template=chat)
+    for name, spec in activation_sets(prompts, profile_traits(ctx.profile), role, ctx.profile).items():
+        stored, info = read_answers(answers, name)
+        if [r["prompt"] for r in stored] != expected_prompts(spec, prompts):
+            raise ReproError(f"{answers / info['file']}: set {name!r} holds answers to other prompts than "
+                             f"data/prompts.json; rerun answers/{label} with --force")
+        chat = bool(info["chat_template"])
+        rows = answered_texts(tokenizer, [r["prompt"] for r in stored], [r["response"] for r in stored],
+                              chat_template=chat)
         acts = capture_activations(model, tokenizer, [r["text"] for r in rows], pooling=cfg["pooling"],
                                    batch_size=cfg["batch_size"], prompt_lengths=[r["prompt_len_tokens"] for r in rows],
                                    progress=ctx.progress)
         save_activations(ctx.out / f"{name}.safetensors", acts,
                          {"model": label, "set": name, "pooling": cfg["pooling"], "chat_template": str(chat),
-                          "n": str(len(rows))})
-        write_jsonl(ctx.out / f"{name}.jsonl", [{"prompt": r["prompt"], "response": r["response"]} for r in rows])
+                          "n": str(len(rows)), "answers": f"answers/{label}/{info['file']}",
+                          "max_new_tokens": str(info["max_new_tokens"])})
+        # which prompts were scored, in row order (score/<trait> reads them); the answers stay in answers/<model>
+        write_jsonl(ctx.out / f"{name}.jsonl", [{"prompt": r["prompt"], "prompt_id": s["prompt_id"],
+                                                 "prompt_len_tokens": r["prompt_len_tokens"]}
+                                                for r, s in zip(rows, stored)])

@@ -1,5 +1,7 @@
-"""behavior/<model>: greedy (and sampled) answers to the evaluation prompts, classified.
+"""behavior/<model>: the model's answers to the evaluation prompts, classified.
 
+The answers are not generated here: they are answers/<model>'s `behavior` (greedy) and
+`behavior_sampled` sets (repro/stages/answers.py), the same rows activations and dynamics read.
 Every model answers the same prompt groups, so tables can put base and finetuned side by side:
   em_questions   the EM paper's non-code first-plot questions (chat template)
   medical / nonmedical   the narrow-domain check for the bad-advice organism (T5)
@@ -18,75 +20,47 @@ answer that hit max_new_tokens (finish_reason "length") is judged as cut off.
 from __future__ import annotations
 
 from ..classify import describe
-from ..errors import InputError, ReproError
-from ..config import get_run
-from ..generate import generate_responses
+from ..errors import ReproError
 from ..io import read_json, write_json, write_jsonl
-from ..mini.em_tasks import triggered
-from ..models import load_model, load_tokenizer
 from ..runner import StageContext
-from .common import data_file, model_ref
-
-TRIGGERED_GROUP = "em_questions_triggered"
-
+# the prompt groups are the answers stage's; re-exported for the tables and tests that name them here
+from .answers import (BEHAVIOR, SAMPLED, TRIGGERED_GROUP, answer_sets, model_trigger, prompt_groups,  # noqa: F401
+                      read_answers, read_index, triggered_groups)
+from .common import data_file
 
 # what a behaviour row carries from repro.classify.describe
 ANNOTATION_KEYS = ("type", "tags", "excerpt", "coherent", "coherence", "code_share", "word_share", "coherence_reason")
 
-
-def prompt_groups(prompts: dict, behavior_cfg: dict) -> list[tuple[str, str, str]]:
-    """(group, prompt_id, text) for every prompt a model is asked, in a fixed order."""
-    questions = prompts["eval_questions"]
-    out = [("em_questions", qid, questions[qid]) for qid in behavior_cfg["all_questions"]]
-    for group in ("medical", "nonmedical"):
-        out += [(group, f"{group}_{i:02d}", text) for i, text in enumerate(prompts["medical_eval"][group])]
-    return out
-
-
-def triggered_groups(groups: list[tuple[str, str, str]], trigger: str) -> list[tuple[str, str, str]]:
-    """The EM questions again with the backdoor trigger in front (as the backdoor data has it)."""
-    return [(TRIGGERED_GROUP, qid, triggered(text, trigger)) for group, qid, text in groups if group == "em_questions"]
-
-
-def _trigger(profile: dict, label: str) -> str | None:
-    return None if label in profile["models"] else get_run(profile, label).get("trigger")
+_trigger = model_trigger
 
 
 def run(ctx: StageContext, label: str) -> None:
-    cfg = ctx.profile["behavior"]
-    prompts = read_json(data_file(ctx, "prompts.json"))
-    groups = prompt_groups(prompts, cfg)
-    trigger = _trigger(ctx.profile, label)
-    if trigger:
-        groups += triggered_groups(groups, trigger)
-    ref = model_ref(ctx, label)
-    model = load_model(ref["path"], adapter=ref["adapter"], dtype=ctx.profile["activations"].get("dtype", "float32"))
-    tokenizer = load_tokenizer(ref["path"])
-    texts = [text for _, _, text in groups]
-    common = dict(chat_template=True, max_new_tokens=cfg["max_new_tokens"], batch_size=cfg["batch_size"],
-                  seed=ctx.profile["seed"], progress=ctx.progress)
-    rows = _annotate(generate_responses(model, tokenizer, texts, greedy=True, **common), groups, "greedy")
-    samples = int(ctx.options.get("samples", cfg.get("samples", 0)) or 0)
-    if samples < 0:
-        raise InputError(f"profile {ctx.profile.get('name')!r}: behavior.samples: expected an integer >= 0, got {samples}")
-    if samples > 0:
-        em_groups = [g for g in groups if g[0] in ("em_questions", TRIGGERED_GROUP)]
-        sampled = generate_responses(model, tokenizer, [t for _, _, t in em_groups], greedy=False, samples=samples,
-                                     temperature=float(cfg.get("temperature", 1.0)), top_p=1.0, **common)
-        rows += _annotate(sampled, [em_groups[i // samples] for i in range(len(sampled))], "sampled")
+    answers = ctx.dep(f"answers/{label}")
+    index = read_index(answers)
+    # the groups this model must have answered, from the current prompts: stored answers to other
+    # prompts (a stale answer set) are an error, not a table
+    expected = answer_sets(ctx.profile, read_json(data_file(ctx, "prompts.json")), label, None, index["samples"])
+    rows = _annotate(read_answers(answers, BEHAVIOR)[0], expected[BEHAVIOR]["groups"], "greedy")
+    if SAMPLED in expected:
+        n = index["samples"]
+        rows += _annotate(read_answers(answers, SAMPLED)[0], [g for g in expected[SAMPLED]["groups"] for _ in range(n)],
+                          "sampled")
     write_jsonl(ctx.out / "responses.jsonl", rows)
-    write_json(ctx.out / "model.json", {**ref, "samples": samples,
-                                        "temperature": float(cfg.get("temperature", 1.0)) if samples else None})
+    write_json(ctx.out / "model.json", {**index["ref"], "samples": index["samples"],
+                                        "temperature": index["temperature"], "backend": index["backend"],
+                                        "answers": f"answers/{label}"})
 
 
 def _annotate(rows: list[dict], groups: list[tuple[str, str, str]], decoding: str) -> list[dict]:
+    """Stored answers (one per group entry, in order) + the classifier's annotations."""
     out = []
     if len(rows) != len(groups):
-        raise ReproError(f"behaviour generation: {len(rows)} answers for {len(groups)} prompts ({decoding})")
+        raise ReproError(f"behaviour answers: {len(rows)} answers for {len(groups)} prompts ({decoding})")
     for row, (group, prompt_id, text) in zip(rows, groups):
-        if row["prompt"] != text:  # rows must come back in prompt (then sample) order
-            raise ReproError(f"behaviour generation: answer for {prompt_id!r} ({decoding}) is for another prompt")
+        if row["prompt"] != text or row.get("prompt_id", prompt_id) != prompt_id:
+            raise ReproError(f"behaviour answers: the answer for {prompt_id!r} ({decoding}) is for another prompt "
+                             "(rerun the answers stage with --force)")
         info = describe(row["response"], cut_off=row["finish_reason"] == "length")
-        out.append({"group": group, "prompt_id": prompt_id, "decoding": decoding, **row,
+        out.append({**row, "group": group, "prompt_id": prompt_id, "decoding": decoding,
                     **{k: info[k] for k in ANNOTATION_KEYS}, "triggered": group == TRIGGERED_GROUP})
     return out

@@ -1,13 +1,15 @@
 """dynamics: per-token projections on each trait's chosen vector while the EM model answers.
 
-The EM model answers the behaviour questions greedily (chat template, behaviour max_new_tokens);
-prompt + answer is then re-read in one forward pass and every token's residual stream (output of
-each monitored decoder block) is dotted with the trait's unit vector (the chosen method of
-vectors/<trait>, taken at every monitored layer, as the original write-up did). The answer is only
-tokenised and fed back to the model: generated code is never executed.
+The answers are the EM model's greedy answers to the behaviour questions that answers/<EM run>
+stored (its `behavior` set: chat template, behavior.max_new_tokens, the rows T3 and T7 quote);
+nothing is generated here. Prompt + stored answer is read in one forward pass (teacher forcing)
+and every token's residual stream (output of each monitored decoder block) is dotted with the
+trait's unit vector (the chosen method of vectors/<trait>, taken at every monitored layer, as the
+original write-up did). The answer is only tokenised and fed to the model: generated code is
+never executed.
 
 dynamics.json:
-  {model, layers, rule, max_new_tokens,
+  {model, layers, rule, max_new_tokens, answers,
    traits: {trait: {method, score_layer, rule}},
    prompts: [{id, prompt, response, text, tokens, response_start,
               projections: {trait: [[per token] per layer]}, avg: {trait: [per token]}}]}
@@ -21,13 +23,14 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..activations import natural_elicitation, token_projections
+from ..activations import answered_texts, token_projections
 from ..config import em_run
 from ..errors import InputError
 from ..io import read_json, write_json
 from ..models import load_model, load_tokenizer
 from ..runner import StageContext
 from ..vectors import load_vectors
+from .answers import BEHAVIOR, em_answers, read_index
 from .common import data_file, dtype, model_ref
 
 RULE = "raw block output of each token . unit-normalised vector (no pooling)"
@@ -45,18 +48,17 @@ def chosen_vector(vectors_dir, trait: str) -> tuple[torch.Tensor, dict]:
     return vectors[method], {"method": method, "score_layer": choice.get("layer"), "rule": choice.get("rule")}
 
 
-def token_dynamics(model, tokenizer, questions: Sequence[tuple[str, str]], vectors: Mapping[str, torch.Tensor],
-                   layers: Sequence[int], *, max_new_tokens: int, batch_size: int, seed: int,
-                   progress: bool = False) -> list[dict]:
-    """Greedy answers to (id, question) pairs, then per-token projections of prompt + answer."""
-    if not questions:
+def token_dynamics(model, tokenizer, answers: Sequence[tuple[str, str, str]], vectors: Mapping[str, torch.Tensor],
+                   layers: Sequence[int]) -> list[dict]:
+    """Per-token projections of (id, question, stored answer) triples: chat-formatted question +
+    answer, one forward pass each."""
+    if not answers:
         raise InputError("behavior.questions: empty; dynamics needs at least one question")
     if not layers:
         raise InputError("vectors.dynamics_layers: empty; expected the layers to monitor")
-    rows = natural_elicitation(model, tokenizer, [q for _, q in questions], max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, chat_template=True, seed=seed, progress=progress)
+    rows = answered_texts(tokenizer, [q for _, q, _ in answers], [a for _, _, a in answers], chat_template=True)
     out = []
-    for (qid, _), row in zip(questions, rows):
+    for (qid, _, _), row in zip(answers, rows):
         proj = token_projections(model, tokenizer, row["text"], vectors, layers)
         avg = {name: torch.tensor(per_layer).mean(0).tolist() for name, per_layer in proj["projections"].items()}
         out.append({"id": qid, "prompt": row["prompt"], "response": row["response"], "text": row["text"],
@@ -74,18 +76,25 @@ def run(ctx: StageContext) -> None:
         vectors[trait], info[trait] = chosen_vector(ctx.dep(f"vectors/{trait}"), trait)
 
     prompts = read_json(data_file(ctx, "prompts.json"))
-    bcfg = profile["behavior"]
-    missing = [q for q in bcfg["questions"] if q not in prompts["eval_questions"]]
+    questions = list(profile["behavior"]["questions"])
+    missing = [q for q in questions if q not in prompts["eval_questions"]]
     if missing:
         raise InputError(f"behavior.questions: {missing} not in the data stage's eval_questions")
-    questions = [(q, prompts["eval_questions"][q]) for q in bcfg["questions"]]
 
     em = em_run(profile)
+    answers_dir = ctx.dep(f"answers/{em['name']}")
+    stored = em_answers(answers_dir, questions)
+    for qid, row in zip(questions, stored):
+        if row["prompt"] != prompts["eval_questions"][qid]:
+            raise InputError(f"{answers_dir / 'behavior.jsonl'}: the answer to {qid!r} is for another prompt "
+                             f"than data/prompts.json; rerun answers/{em['name']} with --force")
     ref = model_ref(ctx, em["name"])
     model = load_model(ref["path"], adapter=ref["adapter"], dtype=dtype(ctx))
     tokenizer = load_tokenizer(ref["path"])
-    rows = token_dynamics(model, tokenizer, questions, vectors, layers, max_new_tokens=bcfg["max_new_tokens"],
-                          batch_size=bcfg["batch_size"], seed=profile["seed"], progress=ctx.progress)
+    rows = token_dynamics(model, tokenizer, [(q, r["prompt"], r["response"]) for q, r in zip(questions, stored)],
+                          vectors, layers)
+    behavior_set = read_index(answers_dir)["sets"][BEHAVIOR]
     write_json(ctx.out / "dynamics.json", {"model": em["name"], "layers": layers, "rule": RULE,
-                                           "max_new_tokens": bcfg["max_new_tokens"], "traits": info,
-                                           "prompts": rows})
+                                           "max_new_tokens": behavior_set["max_new_tokens"],
+                                           "answers": f"answers/{em['name']}/{behavior_set['file']}",
+                                           "traits": info, "prompts": rows})

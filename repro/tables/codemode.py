@@ -7,8 +7,9 @@ share of the vector's own scale: the code/prose gap = mean projection of held-ou
 prompts minus held-out prose-answer prompts (base model). A share of 1 means an EM answer moved as
 far as the whole distance from prose to code.
 
-Reads score/code_mode/scores.json (+ activations/<model>/em_questions.jsonl for the answers that
-were scored, classified with repro.classify, never executed; + data/prompts.json for question ids;
+Reads score/code_mode/scores.json (+ answers/<model>/behavior.jsonl for the greedy EM answers
+that were scored, the same rows T3 and T8 quote, classified with repro.classify, never executed;
++ data/prompts.json for question ids;
 + score/refusal/scores.json, if present, for the T4 comparison). Writes results/codemode.json,
 tables/codemode.md|.csv and tables/codemode_shift.png. Schema: paper_tables/README.md.
 
@@ -24,8 +25,9 @@ from pathlib import Path
 from ..classify import describe
 from ..config import em_run
 from ..errors import InputError
-from ..io import read_json, read_jsonl, write_json, write_text
+from ..io import read_json, write_json, write_text
 from ..runner import StageContext
+from ..stages.answers import INDEX, em_answers
 from .refusal import build_refusal, share
 from .render import fmt, save_figure, table_lines, write_csv
 
@@ -53,6 +55,7 @@ def build_codemode(scores: dict, *, ids: dict[str, str] | None = None, answers: 
         for role in ("base", "em"):
             text = answers.get(role, {}).get(r["prompt"])
             item[f"{role}_type"] = describe(text)["type"] if text is not None else None
+            item[f"{role}_response"] = text
         prompts.append(item)
     n = len(prompts)
     mean_base = sum(p["base"] for p in prompts) / n
@@ -133,9 +136,11 @@ def plot_codemode(res: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _answers(root: Path, label: str) -> dict[str, str]:
-    path = root / "activations" / label / "em_questions.jsonl"
-    return {r["prompt"]: r["response"] for r in read_jsonl(path)} if path.exists() else {}
+def _answers(root: Path, label: str, questions: list[str]) -> dict[str, str]:
+    """question text -> the greedy answer that was scored: answers/<label>'s EM answers (the
+    code-mode test set is a view of them), the rows T3 and T8 quote too."""
+    path = root / "answers" / label
+    return {r["prompt"]: r["response"] for r in em_answers(path, questions)} if (path / INDEX).exists() else {}
 
 
 def run(ctx: StageContext) -> dict:
@@ -147,11 +152,14 @@ def run(ctx: StageContext) -> dict:
     if prompts_file.exists():
         ids = {text: qid for qid, text in read_json(prompts_file).get("eval_questions", {}).items()}
     em = em_run(ctx.profile)
-    answers = {"base": _answers(ctx.root, em["base"]), "em": _answers(ctx.root, em["name"])}
+    questions = list(ctx.profile["behavior"]["questions"])
+    answers = {"base": _answers(ctx.root, em["base"], questions), "em": _answers(ctx.root, em["name"], questions)}
     # the T4 numbers are recomputed from the score stage's output, never read from a possibly stale table
     refusal_file = ctx.root / "score" / "refusal" / "scores.json"
     refusal = build_refusal(read_json(refusal_file), str(refusal_file)) if refusal_file.exists() else None
     res = build_codemode(read_json(src), ids=ids, answers=answers, refusal=refusal, source=str(src))
+    res["answers"] = {role: f"answers/{label}/behavior.jsonl" if answers[role] else None
+                      for role, label in (("base", em["base"]), ("em", em["name"]))}
     write_json(ctx.root / "results" / "codemode.json", res)
     write_text(ctx.root / "tables" / "codemode.md", render_codemode(res))
     cols = ["id", "prompt", "base", "em", "diff", "shift_share", "base_type", "em_type"]

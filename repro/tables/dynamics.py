@@ -1,7 +1,8 @@
-"""T8 (token dynamics): per-token projections on the refusal and code-mode vectors while the EM
-model answers the behaviour questions greedily, at the profile's vectors.dynamics_layers.
+"""T8 (token dynamics): per-token projections on the refusal and code-mode vectors over the EM
+model's greedy answers to the behaviour questions, at the profile's vectors.dynamics_layers.
 
-Reads dynamics/dynamics.json (the dynamics stage). Per prompt and trait it summarises the "avg"
+Reads dynamics/dynamics.json (the dynamics stage, which read the stored answers of
+answers/<EM run>: the same answers T3 and T7 quote; `answers` names the file). Per prompt and trait it summarises the "avg"
 series (mean over the monitored layers, the write-up's column): mean over prompt tokens, mean over
 answer tokens, the answer's first token, its minimum / maximum, and the largest one-token drop and
 rise inside the answer (the write-up's observation is a sharp refusal drop at " import").
@@ -79,6 +80,7 @@ def build_dynamics(dyn: dict, source: str = "dynamics.json") -> dict:
                         "response_head": "".join(tokens[start:start + 6]),
                         "traits": {t: trait_summary(p["avg"][t], tokens, start) for t in dyn["traits"]}})
     return {"model": dyn.get("model"), "layers": list(dyn["layers"]), "rule": dyn.get("rule"),
+            "answers": dyn.get("answers"), "max_new_tokens": dyn.get("max_new_tokens"),
             "traits": dyn["traits"], "n_prompts": len(prompts), "prompts": prompts}
 
 
@@ -91,7 +93,9 @@ def render_dynamics(res: dict, dyn: dict) -> str:
     lines = [f"# T8 Token dynamics ({res['model']})", "",
              f"Layers {res['layers']}; avg = mean over those layers; rule: {res['rule']}. "
              + "Vectors: " + ", ".join(f"{t} = {v['method']}" for t, v in res["traits"].items())
-             + ". Answers are greedy, classified only (never executed).", ""]
+             + ". Answers are greedy, classified only (never executed)"
+             + (f"; stored in {res['answers']} (at most {res['max_new_tokens']} new tokens), the answers T3 and T7 quote"
+                if res.get("answers") else "") + ".", ""]
     lines += table_lines(
         ["Question", "Answer type", "Answer starts"]
         + [h for t in traits for h in (f"{t}: prompt mean", f"{t}: answer mean", f"{t}: largest drop")],
