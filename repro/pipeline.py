@@ -7,7 +7,7 @@
          -> behavior/<model>       those answers to the evaluation prompts, classified
          -> activations/<model>    pooled residual-stream activations over prompt + stored answer, per prompt set
          -> vectors/<trait>        6 methods x all layers, held-out metrics
-         -> score/<trait>          test-prompt projections, base vs EM model
+         -> score/<trait>          test-prompt projections, base vs EM model (and vs each control / backdoor run)
          -> dynamics               per-token projections over the EM model's stored answers
          -> table/<T>              results/<T>.json + tables/<T>.md|csv|png
          -> compare, report
@@ -27,6 +27,7 @@ import importlib
 from functools import partial
 
 from .config import em_run, given_model, recipe_for, repo_path
+from .errors import InputError
 from .runner import Stage
 from .traits import profile_traits
 
@@ -54,6 +55,30 @@ def base_models(profile: dict) -> list[str]:
 
 def model_labels(profile: dict) -> list[str]:
     return base_models(profile) + [run["name"] for run in profile["runs"]]
+
+
+SCORED_ROLES = ("control", "backdoor")   # besides the EM run, the runs T4 and T7 project beside it
+
+
+def scored_models(profile: dict) -> list[str]:
+    """The runs whose test-set answers are projected on the trait vectors: the EM run, then every
+    control and backdoor run (run order). Their shift is measured against the EM run's base, the
+    model the vectors come from, so each must be finetuned from that base."""
+    em = em_run(profile)
+    out = [em["name"]]
+    for i, run in enumerate(profile["runs"]):
+        if run.get("role") not in SCORED_ROLES:
+            continue
+        if run["base"] != em["base"]:
+            raise InputError(f"{profile.get('profile_file', profile['name'])}: runs[{i}].base: a {run['role']} run is "
+                             f"scored on vectors of the EM run's base; expected {em['base']!r}, got {run['base']!r}")
+        out.append(run["name"])
+    return out
+
+
+def activation_roles(profile: dict) -> dict[str, str]:
+    """Model label -> "source" (the EM run's base: vectors are extracted from it) or "scored"."""
+    return {em_run(profile)["base"]: "source", **{label: "scored" for label in scored_models(profile)}}
 
 
 def uses_organism(profile: dict) -> bool:
@@ -121,7 +146,8 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
     em = em_run(profile)
     vector_model = em["base"]
     traits = profile_traits(profile)
-    roles = {vector_model: "source", em["name"]: "scored"}
+    roles = activation_roles(profile)
+    scored = scored_models(profile)
     samples = options.get("samples", profile["behavior"].get("samples", 0))
     acts = profile["activations"]
     for label in model_labels(profile):
@@ -135,6 +161,8 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
                                "model": _model_fingerprint(profile, label, options)}, needs_model=True,
                   description=f"{label}: every answer, generated once with {answer_backend(profile)}"
                               + (" (+ extraction sets and test prompts)" if role == "source" else
+                                 " (+ test prompts, with and without the trigger)"
+                                 if role == "scored" and _trigger(profile, label) else
                                  " (+ test prompts)" if role == "scored" else "")))
         add(_stage(f"behavior/{label}", "repro.stages.behavior:run", call={"label": label},
                   deps=("data", f"answers/{label}"),
@@ -142,7 +170,7 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
                   description=f"classify {label}'s stored answers"))
 
     act_cfg = {"activations": acts, "seed": seed}
-    for label, role in ((vector_model, "source"), (em["name"], "scored")):
+    for label, role in roles.items():
         add(_stage(f"activations/{label}", "repro.stages.activations:run", call={"label": label, "role": role},
                   deps=("data", f"answers/{label}") + model_deps(profile, label, options),
                   fingerprint={**act_cfg, "role": role, "traits": traits, "questions": profile["behavior"]["questions"],
@@ -155,9 +183,10 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
                   deps=(f"activations/{vector_model}",), fingerprint={"vectors": profile["vectors"], "trait": traits[trait]},
                   description=f"{trait} vectors: {len(profile['vectors']['methods'])} methods x all layers"))
         add(_stage(f"score/{trait}", "repro.stages.score:run", call={"trait": trait},
-                  deps=(f"vectors/{trait}", f"activations/{vector_model}", f"activations/{em['name']}"),
-                  fingerprint={"vectors": profile["vectors"], "trait": traits[trait]},
-                  description=f"project test prompts on the {trait} vector, base vs EM"))
+                  deps=(f"vectors/{trait}", f"activations/{vector_model}") + tuple(f"activations/{m}" for m in scored),
+                  fingerprint={"vectors": profile["vectors"], "trait": traits[trait], "scored": scored},
+                  description=f"project test prompts on the {trait} vector, base vs EM"
+                              + (f" and {len(scored) - 1} control/backdoor run(s)" if len(scored) > 1 else "")))
 
     add(_stage("dynamics", "repro.stages.dynamics:run",
               deps=tuple(f"vectors/{t}" for t in profile["vectors"]["traits"]) + (f"answers/{em['name']}",)
@@ -199,6 +228,10 @@ def answers_fingerprint(profile: dict, samples) -> dict:
     behavior = {k: v for k, v in profile["behavior"].items() if k != "em_criterion"}
     return {"behavior": behavior, "samples": samples, "seed": profile["seed"],
             "dtype": profile["activations"].get("dtype", "float32")}
+
+
+def _trigger(profile: dict, label: str) -> str | None:
+    return next((r.get("trigger") for r in profile["runs"] if r["name"] == label), None)
 
 
 def _model_fingerprint(profile: dict, label: str, options: dict):

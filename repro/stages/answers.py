@@ -13,9 +13,14 @@ with its decoding in answers.json:
   <pos>, <neg>      the vector-source model (the EM run's base) only: each trait's extraction
                     sets, greedy, activations.prompt_format (raw or chat) and
                     activations.elicitation_max_new_tokens (natural elicitation, FACTS.md).
-  <test set>        the vector-source and the EM model: each trait's test sets, greedy, chat
+  <test set>        the vector-source model and every scored run (the EM run, each control and
+                    backdoor run: pipeline.scored_models): each trait's test sets, greedy, chat
                     template, activations.elicitation_max_new_tokens, like the extraction
                     answers whose held-out gap they are measured against.
+  <test set>__triggered
+                    a backdoor run only: the same test prompts with its trigger in front of the
+                    user turn (repro.mini.em_tasks.triggered, as the backdoor data has it); the EM
+                    questions' set is a view of the behaviour set's em_questions_triggered rows.
 
 The EM questions are answered once. A test set drawn from them (`eval_questions.behavior`, the
 code-mode trait's) is not generated again: it is a view of the `behavior` set's em_questions rows
@@ -37,11 +42,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import em_run, get_run
+from ..config import get_run
 from ..errors import InputError, ReproError
 from ..generate import open_generator
 from ..io import read_json, read_jsonl, write_json, write_jsonl
 from ..mini.em_tasks import triggered
+from ..pipeline import activation_roles
 from ..runner import StageContext
 from ..traits import profile_traits, resolve_prompts
 from .common import data_file, dtype, model_ref
@@ -49,6 +55,7 @@ from .common import data_file, dtype, model_ref
 TRIGGERED_GROUP = "em_questions_triggered"
 EM_GROUPS = ("em_questions", TRIGGERED_GROUP)
 BEHAVIOR, SAMPLED = "behavior", "behavior_sampled"
+TRIGGERED_SUFFIX = "__triggered"         # <test set>__triggered: a backdoor run's test set with its trigger
 EM_VIEW_SOURCE = "eval_questions.behavior"   # a trait test set of the EM questions: a view, never regenerated
 INDEX = "answers.json"
 
@@ -72,9 +79,14 @@ def model_trigger(profile: dict, label: str) -> str | None:
 
 
 def activation_role(profile: dict, label: str) -> str | None:
-    """"source" (the EM run's base: vectors are extracted from it), "scored" (the EM run) or None."""
-    em = em_run(profile)
-    return {em["base"]: "source", em["name"]: "scored"}.get(label)
+    """"source" (the EM run's base: vectors are extracted from it), "scored" (the EM run, every
+    control and backdoor run) or None."""
+    return activation_roles(profile).get(label)
+
+
+def triggered_set(name: str) -> str:
+    """The name of a test set's variant with the backdoor trigger in front of the user turn."""
+    return f"{name}{TRIGGERED_SUFFIX}"
 
 
 def sample_count(profile: dict, options: dict) -> int:
@@ -84,9 +96,11 @@ def sample_count(profile: dict, options: dict) -> int:
     return samples
 
 
-def activation_sets(prompts: dict, traits: dict, role: str | None, profile: dict) -> dict[str, dict]:
+def activation_sets(prompts: dict, traits: dict, role: str | None, profile: dict,
+                    trigger: str | None = None) -> dict[str, dict]:
     """Set name -> spec of the sets activations/<model> reads: each trait's test sets for both
-    roles, the extraction sets (first) for the vector-source model."""
+    roles, the extraction sets (first) for the vector-source model, and for a scored backdoor run
+    (`trigger`) each test set again as <set>__triggered with the trigger in front."""
     acts, behavior = profile["activations"], profile["behavior"]
     greedy = {"decoding": "greedy", "max_new_tokens": int(acts["elicitation_max_new_tokens"]),
               "batch_size": int(acts["batch_size"])}
@@ -106,6 +120,15 @@ def activation_sets(prompts: dict, traits: dict, role: str | None, profile: dict
             else:
                 sets[test["set"]] = {**greedy, "prompts": resolve_prompts(test["prompts"], prompts, behavior),
                                      "chat_template": True}
+    if role == "scored" and trigger:
+        for trait in traits.values():
+            for test in trait["test"]:
+                plain = sets[test["set"]]
+                if "view_of" in plain:   # the triggered EM questions are answered once, by the behaviour set
+                    spec = {**plain, "group": TRIGGERED_GROUP}
+                else:
+                    spec = {**plain, "prompts": [triggered(p, trigger) for p in plain["prompts"]]}
+                sets[triggered_set(test["set"])] = {**spec, "trigger": trigger}
     return sets
 
 
@@ -121,7 +144,8 @@ def answer_sets(profile: dict, prompts: dict, label: str, role: str | None, samp
     if samples > 0:
         sets[SAMPLED] = {**common, "decoding": "sampled", "groups": [g for g in groups if g[0] in EM_GROUPS],
                          "samples": samples, "temperature": float(bcfg.get("temperature", 1.0)), "top_p": 1.0}
-    for name, spec in (activation_sets(prompts, profile_traits(profile), role, profile) if role else {}).items():
+    scored = activation_sets(prompts, profile_traits(profile), role, profile, trigger) if role else {}
+    for name, spec in scored.items():
         if name in sets:
             raise InputError(f"data/traits: prompt set name {name!r} clashes with the answer set of that name")
         if "prompts" in spec:
@@ -164,6 +188,8 @@ def set_info(spec: dict, seed: int, n_rows: int) -> dict:
             "top_p": spec.get("top_p"), "seed": seed, "n_prompts": len(spec["groups"]), "n_rows": n_rows}
     if spec["decoding"] == "sampled":
         info["seeds"] = "prompt i of this set: seed + i"
+    if spec.get("trigger"):
+        info["trigger"] = spec["trigger"]
     return info
 
 
@@ -189,6 +215,8 @@ def run(ctx: StageContext, label: str, role: str | None = None) -> None:
             index[name] = {**base, "file": base["file"], "view_of": spec["view_of"], "group": spec["group"],
                            "prompt_ids": spec["prompt_ids"], "n_prompts": len(spec["prompt_ids"]),
                            "n_rows": len(spec["prompt_ids"])}
+            if spec.get("trigger"):
+                index[name]["trigger"] = spec["trigger"]
     write_json(ctx.out / INDEX, {"model": label, "ref": ref, "backend": backend, "role": role, "samples": samples,
                                  "temperature": float(profile["behavior"].get("temperature", 1.0)) if samples else None,
                                  "sets": index})

@@ -16,6 +16,11 @@ tables/codemode.md|.csv and tables/codemode_shift.png. Schema: paper_tables/READ
 Verdict rule (stated before any run): the hypothesis is "supported" when the mean shift is
 positive (towards code), at least SUPPORT_SHARE of the code/prose gap, and larger than the refusal
 vector's largest |shift share| (when T4 results exist); "not supported" otherwise.
+
+Controls (issue 16): each control run, and the backdoor run without and with its trigger, is
+projected the same way against the same base rows; results/codemode.json `controls` gives each
+one's mean shift and its share of the code/prose gap (repro.tables.refusal.build_controls), and
+T7 shows them beside the EM run's.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ..errors import InputError
 from ..io import read_json, write_json, write_text
 from ..runner import StageContext
 from ..stages.answers import INDEX, em_answers
-from .refusal import build_refusal, share
+from .refusal import build_controls, build_refusal, control_lines, share
 from .render import fmt, save_figure, table_lines, write_csv
 
 SUPPORT_SHARE = 0.05  # the T4 claims call |shift| < 5% of the gap "small"
@@ -65,11 +70,17 @@ def build_codemode(scores: dict, *, ids: dict[str, str] | None = None, answers: 
                 "n_positive_shift": sum(p["diff"] > 0 for p in prompts),
                 "em_code_answers": sum(p["em_type"] == "CODE" for p in prompts),
                 "base_code_answers": sum(p["base_type"] == "CODE" for p in prompts)}
-    return {"trait": scores.get("trait", "code_mode"), "method": scores["method"], "layer": int(scores["layer"]),
-            "rule": scores.get("rule"), "vector_normalised": scores.get("vector_normalised"),
-            "gap": {"code_mean": float(hg["pos_mean"]), "prose_mean": float(hg["neg_mean"]), "gap": gap,
-                    "source": "held-out extraction prompts (code vs prose answers), base model"},
-            "prompts": prompts, "averages": averages, "hypothesis": _hypothesis(averages, refusal)}
+    classes = tuple(dict.fromkeys(r.get("class", "em_questions") for r in rows))
+    out = {"trait": scores.get("trait", "code_mode"), "method": scores["method"], "layer": int(scores["layer"]),
+           "rule": scores.get("rule"), "vector_normalised": scores.get("vector_normalised"),
+           "gap": {"code_mean": float(hg["pos_mean"]), "prose_mean": float(hg["neg_mean"]), "gap": gap,
+                   "source": "held-out extraction prompts (code vs prose answers), base model"},
+           "prompts": prompts, "averages": averages, "hypothesis": _hypothesis(averages, refusal)}
+    if scores.get("em_run"):
+        out["em_run"] = scores["em_run"]
+    out["classes"] = list(classes)
+    out["controls"] = build_controls(scores, classes, gap, source)
+    return out
 
 
 def _hypothesis(averages: dict, refusal: dict | None) -> dict:
@@ -102,6 +113,14 @@ def render_codemode(res: dict) -> str:
           p["base_type"] or "—", p["em_type"] or "—"] for p in res["prompts"]]
         + [["**average**", fmt(a["base"]), fmt(a["em"]), fmt(a["shift"], signed=True),
             fmt(a["shift_share"], signed=True, pct=True), f"{a['base_code_answers']} CODE", f"{a['em_code_answers']} CODE"]])
+    controls = res.get("controls", [])
+    if controls:
+        classes = tuple(res.get("classes") or controls[0]["shift"])
+        if len(classes) != 1:   # the EM run's averages are over all rows, so its row fits one class only
+            raise InputError(f"results/codemode.json: classes: expected one test class, got {list(classes)}")
+        em_row = [res.get("em_run") or "EM run", "em", fmt(a["shift"], signed=True),
+                  fmt(a["shift_share"], signed=True, pct=True)]
+        lines += [""] + control_lines(em_row, controls, classes, "code-mode vector", {classes[0]: "Mean"})[:-1]
     verdict = {True: "supported", False: "not supported", None: "undecided"}[h["supported"]]
     lines += ["", f"Hypothesis ({h['text']}): **{verdict}**: {h['reason']}."]
     if h["refusal_shift_shares"]:

@@ -8,6 +8,11 @@ Arithmetic (the findings' own): diff = em - base; class average = mean of its ro
 shift_<class> = <class>_em - <class>_base; gap_<model> = harmful_<model> - benign_<model>;
 shift_share_<class> = shift_<class> / gap_base (how large the EM shift is next to the
 harmful/benign separation the vector was built for; None when the gap is 0).
+
+Controls (issue 16): each control run, and the backdoor run without and with its trigger, gets
+the same arithmetic against the same base rows: shift_<class> = mean(run) - mean(base),
+shift_share_<class> = shift_<class> / gap_base. results/refusal.json `controls` lists them
+(run, role, triggered, per-class mean, shift and shift share); T4 shows them beside the EM run's.
 """
 
 from __future__ import annotations
@@ -64,7 +69,56 @@ def build_refusal(scores: dict, source: str = "scores.json") -> dict:
     if scores.get("heldout_gap"):
         # the same vector's harmful/benign gap on held-out extraction prompts (base model): its own scale
         out["heldout_gap"] = scores["heldout_gap"]
+    if scores.get("em_run"):
+        out["em_run"] = scores["em_run"]
+    out["controls"] = build_controls(scores, CLASSES, avg["gap_base"], source)
     return out
+
+
+def build_controls(scores: dict, classes: tuple[str, ...], gap: float, source: str = "scores.json") -> list[dict]:
+    """scores.json `controls` -> one entry per (run, triggered): per class the mean projection,
+    the shift against the base rows' mean (the EM run's rule) and that shift as a share of `gap`."""
+    out = []
+    for i, ctl in enumerate(scores.get("controls") or []):
+        for key in ("run", "triggered", "rows"):
+            if key not in ctl:
+                raise InputError(f"{source}: controls[{i}]: missing '{key}' (expected the score stage's output)")
+        mean, shift, shares, counts = {}, {}, {}, {}
+        for cls in classes:
+            rows = [r for r in ctl["rows"] if r.get("class") == cls]
+            if not rows:
+                raise InputError(f"{source}: controls[{i}] ({ctl['run']}): no rows of class {cls!r}")
+            mean[cls] = _mean([float(r["score"]) for r in rows])
+            shift[cls] = mean[cls] - _mean([float(r["base"]) for r in rows])
+            shares[cls] = share(shift[cls], gap)
+            counts[cls] = len(rows)
+        out.append({"run": ctl["run"], "role": ctl.get("role"), "triggered": bool(ctl["triggered"]),
+                    "trigger": ctl.get("trigger"), "sets": ctl.get("sets"), "counts": counts,
+                    "mean": mean, "shift": shift, "shift_share": shares})
+    return out
+
+
+def control_label(ctl: dict) -> str:
+    if ctl.get("role") == "backdoor" or ctl["triggered"]:
+        return f"{ctl['run']} ({'trigger' if ctl['triggered'] else 'no trigger'})"
+    return ctl["run"]
+
+
+def control_lines(em_row: list[str], controls: list[dict], classes: tuple[str, ...], what: str,
+                  names: dict[str, str] | None = None) -> list[str]:
+    """The EM run's shift and share, then one row per control (two for a backdoor run)."""
+    if not controls:
+        return []
+    names = names or {cls: cls.capitalize() for cls in classes}
+    head = ["Run", "Role"] + [h for cls in classes for h in (f"{names[cls]} shift", f"{names[cls]} share of gap")]
+    rows = [em_row] + [[control_label(c), c.get("role") or "—"]
+                       + [v for cls in classes for v in (fmt(c["shift"][cls], signed=True),
+                                                         fmt(c["shift_share"][cls], signed=True, pct=True))]
+                       for c in controls]
+    return [f"## Controls: shift on the {what} beside the EM run's", "",
+            "Each run's mean minus the base model's mean on the same test prompts, and that shift as a share "
+            "of the gap above; a backdoor run is scored without and with its trigger in front of the user turn "
+            "(against the base model's plain answers).", ""] + table_lines(head, rows) + [""]
 
 
 def render_refusal(res: dict) -> str:
@@ -80,6 +134,10 @@ def render_refusal(res: dict) -> str:
     lines += ["", "EM shift as a share of the base gap: "
               f"harmful {fmt(a['shift_share_harmful'], signed=True, pct=True)}, "
               f"benign {fmt(a['shift_share_benign'], signed=True, pct=True)}.", ""]
+    em_row = [res.get("em_run") or "EM run", "em"] + [
+        v for cls in CLASSES
+        for v in (fmt(a[f"shift_{cls}"], signed=True), fmt(a[f"shift_share_{cls}"], signed=True, pct=True))]
+    lines += control_lines(em_row, res.get("controls", []), CLASSES, "refusal vector")
     lines += ["## Per prompt", ""]
     lines += table_lines(["Class", "Prompt", "Base", "EM", "Difference"],
                     [[p["class"], p["prompt"], fmt(p["base"]), fmt(p["em"]), fmt(p["diff"], signed=True)]
