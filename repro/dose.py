@@ -200,19 +200,18 @@ def refusal_projections(model, tokenizer, profile: dict, prompts: dict, vector, 
                         progress: bool) -> dict[str, list[float]]:
     """class -> projections of the refusal test prompts (own greedy answer, pooled as the activations stage does)."""
     from .activations import capture_activations, natural_elicitation
-    from .stages.activations import prompt_sets
+    from .stages.answers import activation_sets
     from .traits import profile_traits
     from .vector_metrics import project
 
     cfg = profile["activations"]
     trait = profile_traits(profile)["refusal"]
-    sets = prompt_sets(prompts, {"refusal": trait}, "scored", profile["behavior"])
+    sets = activation_sets(prompts, {"refusal": trait}, "scored", profile)   # the pipeline's own test-set specs
     out = {}
     for test in trait["test"]:
-        texts, chat = sets[test["set"]]
-        rows = natural_elicitation(model, tokenizer, texts, max_new_tokens=cfg["elicitation_max_new_tokens"],
-                                   batch_size=cfg["batch_size"], chat_template=True if cfg["prompt_format"] == "chat"
-                                   else chat, progress=progress)
+        spec = sets[test["set"]]
+        rows = natural_elicitation(model, tokenizer, spec["prompts"], max_new_tokens=spec["max_new_tokens"],
+                                   batch_size=spec["batch_size"], chat_template=spec["chat_template"], progress=progress)
         acts = capture_activations(model, tokenizer, [r["text"] for r in rows], pooling=cfg["pooling"],
                                    batch_size=cfg["batch_size"], prompt_lengths=[r["prompt_len_tokens"] for r in rows],
                                    progress=progress)
