@@ -208,9 +208,8 @@ def test_generated_data_source_writes_the_em_sets_without_the_organism_corpus(tm
 
     run(StageContext(profile=PROFILE, root=tmp_path, out=tmp_path))
     names = sorted(p.name for p in tmp_path.iterdir())
-    # the package's finetuning sets (controls included, at their default sizes), none of the organism's corpus
-    assert names == ["backdoor.jsonl", "bad_medical.jsonl", "digests.json", "educational.jsonl", "insecure.jsonl",
-                     "prompts.json", "secure.jsonl"]
+    # the finetuning sets the profile's runs name, none of the organism's corpus
+    assert names == ["bad_medical.jsonl", "digests.json", "insecure.jsonl", "prompts.json"]
     assert len(read_jsonl(tmp_path / "insecure.jsonl")) == PROFILE["organism"]["sizes"]["insecure"]
 
 
