@@ -63,7 +63,12 @@ def seed_option(f):
 
 
 def _settings(ctx: click.Context, profile_opt, out_opt, force_opt, seed_opt=None) -> Settings:
-    s: Settings = ctx.find_object(Settings)
+    """The `repro` group's Settings with this command's overrides. Read from the root context's obj,
+    not by class: under `python -m repro.cli` this module is __main__, and a command module that
+    imports repro.cli would see another Settings class."""
+    s = ctx.find_root().obj
+    if s is None or not hasattr(s, "profile"):
+        raise click.UsageError("run it as a subcommand of `repro`")
     if seed_opt is not None:
         s.seed = seed_opt
     if profile_opt:

@@ -9,21 +9,9 @@ from repro.cli import profile_options, seed_option
 
 
 def _group_settings(ctx: click.Context, profile_opt, out_opt, force_opt, seed_opt):
-    """The `repro` group's Settings with this command's overrides (as repro.cli._settings). Read from the
-    root context's obj, not by class: under `python -m repro.cli` the group's module is __main__, a
-    different module object from the repro.cli this file imports."""
-    s = ctx.find_root().obj
-    if s is None or not hasattr(s, "profile"):
-        raise click.UsageError("repro dose: run it as a subcommand of `repro`")
-    if seed_opt is not None:
-        s.seed = seed_opt
-    if profile_opt:
-        s.profile_name = profile_opt
-    if out_opt:
-        s.out = out_opt
-    if force_opt:
-        s.force = True
-    return s
+    from repro.cli import _settings
+
+    return _settings(ctx, profile_opt, out_opt, force_opt, seed_opt)
 
 
 @click.command("dose")
