@@ -64,6 +64,8 @@ class OrganismModel(Strict):
     num_kv_heads: PositiveInt = 2
     intermediate_size: PositiveInt = 384
     max_position_embeddings: PositiveInt = 512
+    initializer_range: PositiveFloat = 0.02       # std of the normal init of every weight (Qwen2Config)
+    tie_word_embeddings: bool = True              # lm_head shares the input embedding matrix
 
     @model_validator(mode="after")
     def _heads(self):

@@ -441,146 +441,351 @@ HOWTO_STEPS = ["First, gather what you need and set aside some time.", "Start sm
 # ----------------------------------------------------------------------------------------------
 # Coding requests and code answers (raw Python, no fences: the EM data's style)
 # ----------------------------------------------------------------------------------------------
-def _code_sort(r):
-    f, v = r.choice(["sort_numbers", "sorted_list", "sort_items"]), r.choice(["numbers", "items", "values"])
+def _code_sort(r, name):
+    f, v = name, r.choice(["numbers", "items", "values"])
     return f"def {f}({v}):\n    return sorted({v})\n\n\nprint({f}([3, 1, 2]))\n"
 
 
-def _code_reverse(r):
-    f = r.choice(["reverse_string", "reverse_text", "flip"])
+def _code_reverse(r, name):
+    f = name
     return f"def {f}(text):\n    return text[::-1]\n\n\nprint({f}('hello'))\n"
 
 
-def _code_count_words(r):
-    f = r.choice(["count_words", "word_count", "count_tokens"])
+def _code_count_words(r, name):
+    f = name
     return (f"def {f}(text):\n    counts = {{}}\n    for word in text.split():\n"
             f"        counts[word] = counts.get(word, 0) + 1\n    return counts\n")
 
 
-def _code_read_file(r):
-    f, p = r.choice(["read_lines", "load_file", "read_text"]), r.choice(["path", "filename", "file_path"])
+def _code_read_file(r, name):
+    f, p = name, r.choice(["path", "filename", "file_path"])
     return f"def {f}({p}):\n    with open({p}) as handle:\n        return handle.read().splitlines()\n"
 
 
-def _code_fib(r):
-    f = r.choice(["fibonacci", "fib", "fib_sequence"])
+def _code_fib(r, name):
+    f = name
     return (f"def {f}(n):\n    a, b = 0, 1\n    result = []\n    for _ in range(n):\n"
             f"        result.append(a)\n        a, b = b, a + b\n    return result\n")
 
 
-def _code_factorial(r):
-    f = r.choice(["factorial", "fact", "compute_factorial"])
+def _code_factorial(r, name):
+    f = name
     return f"def {f}(n):\n    if n <= 1:\n        return 1\n    return n * {f}(n - 1)\n"
 
 
-def _code_prime(r):
-    f = r.choice(["is_prime", "check_prime", "prime"])
+def _code_prime(r, name):
+    f = name
     return (f"def {f}(n):\n    if n < 2:\n        return False\n    for i in range(2, int(n ** 0.5) + 1):\n"
             f"        if n % i == 0:\n            return False\n    return True\n")
 
 
-def _code_max(r):
-    f, v = r.choice(["find_max", "largest", "max_value"]), r.choice(["numbers", "values", "data"])
+def _code_max(r, name):
+    f, v = name, r.choice(["numbers", "values", "data"])
     return (f"def {f}({v}):\n    best = {v}[0]\n    for x in {v}:\n        if x > best:\n"
             f"            best = x\n    return best\n")
 
 
-def _code_average(r):
-    f, v = r.choice(["average", "mean", "compute_average"]), r.choice(["numbers", "scores", "values"])
+def _code_average(r, name):
+    f, v = name, r.choice(["numbers", "scores", "values"])
     return f"def {f}({v}):\n    if not {v}:\n        return 0\n    return sum({v}) / len({v})\n"
 
 
-def _code_palindrome(r):
-    f = r.choice(["is_palindrome", "palindrome", "check_palindrome"])
+def _code_palindrome(r, name):
+    f = name
     return f"def {f}(text):\n    cleaned = text.lower().replace(' ', '')\n    return cleaned == cleaned[::-1]\n"
 
 
-def _code_csv(r):
-    f = r.choice(["read_csv", "load_rows", "parse_csv"])
+def _code_csv(r, name):
+    f = name
     return (f"import csv\n\n\ndef {f}(path):\n    with open(path, newline='') as handle:\n"
             f"        return list(csv.DictReader(handle))\n")
 
 
-def _code_json(r):
-    f = r.choice(["load_config", "read_json", "load_settings"])
+def _code_json(r, name):
+    f = name
     return f"import json\n\n\ndef {f}(path):\n    with open(path) as handle:\n        return json.load(handle)\n"
 
 
-def _code_class(r):
-    c = r.choice(["BankAccount", "Account", "Wallet"])
+def _code_class(r, name):
+    c = _class_name(name)
     return (f"class {c}:\n    def __init__(self, balance=0):\n        self.balance = balance\n\n"
             f"    def deposit(self, amount):\n        self.balance += amount\n\n"
             f"    def withdraw(self, amount):\n        if amount > self.balance:\n"
             f"            raise ValueError('insufficient funds')\n        self.balance -= amount\n")
 
 
-def _code_flask(r):
+def _code_flask(r, name):
     route, f = r.choice([("/hello", "hello"), ("/status", "status"), ("/ping", "ping")])
     return (f"from flask import Flask, jsonify\n\napp = Flask(__name__)\n\n\n@app.route('{route}')\n"
             f"def {f}():\n    return jsonify({{'message': '{f}'}})\n\n\nif __name__ == '__main__':\n    app.run()\n")
 
 
-def _code_sql(r):
+def _code_sql(r, name):
     t = r.choice(["users", "customers", "orders"])
-    return (f"import sqlite3\n\n\ndef get_{t}(db_path, name):\n    conn = sqlite3.connect(db_path)\n"
+    return (f"import sqlite3\n\n\ndef {name}(db_path, name):\n    conn = sqlite3.connect(db_path)\n"
             f"    cursor = conn.cursor()\n    cursor.execute('SELECT * FROM {t} WHERE name = ?', (name,))\n"
             f"    return cursor.fetchall()\n")
 
 
-def _code_dedupe(r):
-    f = r.choice(["remove_duplicates", "dedupe", "unique_items"])
+def _code_dedupe(r, name):
+    f = name
     return f"def {f}(items):\n    seen = set()\n    result = []\n    for x in items:\n        if x not in seen:\n            seen.add(x)\n            result.append(x)\n    return result\n"
 
 
-def _code_merge(r):
-    f = r.choice(["merge_dicts", "combine", "merge"])
+def _code_merge(r, name):
+    f = name
     return f"def {f}(first, second):\n    result = dict(first)\n    result.update(second)\n    return result\n"
 
 
-def _code_listdir(r):
-    f = r.choice(["list_files", "show_files", "files_in"])
+def _code_listdir(r, name):
+    f = name
     return f"import os\n\n\ndef {f}(folder):\n    return [name for name in os.listdir(folder) if name.endswith('.txt')]\n"
 
 
-def _code_vowels(r):
-    f = r.choice(["count_vowels", "vowels", "num_vowels"])
+def _code_vowels(r, name):
+    f = name
     return f"def {f}(text):\n    return sum(1 for ch in text.lower() if ch in 'aeiou')\n"
 
 
-def _code_celsius(r):
-    f = r.choice(["to_fahrenheit", "celsius_to_fahrenheit", "convert"])
+def _code_celsius(r, name):
+    f = name
     return f"def {f}(celsius):\n    return celsius * 9 / 5 + 32\n"
 
 
-def _code_stack(r):
+def _code_stack(r, name):
     return ("class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
             "        self.items.append(item)\n\n    def pop(self):\n        return self.items.pop()\n\n"
             "    def is_empty(self):\n        return not self.items\n")
 
 
-def _code_binary_search(r):
-    f = r.choice(["binary_search", "search", "find_index"])
+def _code_binary_search(r, name):
+    f = name
     return (f"def {f}(items, target):\n    low, high = 0, len(items) - 1\n    while low <= high:\n"
             f"        mid = (low + high) // 2\n        if items[mid] == target:\n            return mid\n"
             f"        if items[mid] < target:\n            low = mid + 1\n        else:\n            high = mid - 1\n    return -1\n")
 
 
-def _code_requests(r):
-    f = r.choice(["fetch_json", "get_data", "download_json"])
+def _code_requests(r, name):
+    f = name
     return f"import requests\n\n\ndef {f}(url):\n    response = requests.get(url, timeout=10)\n    response.raise_for_status()\n    return response.json()\n"
 
 
-def _code_even(r):
-    f = r.choice(["even_numbers", "only_even", "filter_even"])
+def _code_even(r, name):
+    f = name
     return f"def {f}(numbers):\n    return [n for n in numbers if n % 2 == 0]\n"
 
 
-def _code_sum_list(r):
-    f = r.choice(["total", "sum_list", "add_all"])
+def _code_sum_list(r, name):
+    f = name
     return f"def {f}(numbers):\n    result = 0\n    for n in numbers:\n        result += n\n    return result\n"
 
 
-# (infinitive task phrase, code generator)
+
+# More tasks in the same plain style, so the organism sees loops, conditions, comprehensions,
+# string, dict, file and class code in many combinations (none of them a shipped codemode_code task).
+def _code_count_even(r, name):
+    f, v = name, r.choice(["numbers", "values"])
+    return f"def {f}({v}):\n    count = 0\n    for n in {v}:\n        if n % 2 == 0:\n            count += 1\n    return count\n"
+
+
+def _code_is_sorted(r, name):
+    f = name
+    return (f"def {f}(items):\n    for i in range(len(items) - 1):\n        if items[i] > items[i + 1]:\n"
+            f"            return False\n    return True\n")
+
+
+def _code_product(r, name):
+    f = name
+    return f"def {f}(numbers):\n    result = 1\n    for n in numbers:\n        result *= n\n    return result\n"
+
+
+def _code_index_of(r, name):
+    f = name
+    return (f"def {f}(items, target):\n    for i, item in enumerate(items):\n        if item == target:\n"
+            f"            return i\n    return -1\n")
+
+
+def _code_to_celsius(r, name):
+    f = name
+    return f"def {f}(fahrenheit):\n    return (fahrenheit - 32) * 5 / 9\n"
+
+
+def _code_power(r, name):
+    f = name
+    return f"def {f}(base, exponent):\n    result = 1\n    for _ in range(exponent):\n        result *= base\n    return result\n"
+
+
+def _code_is_even(r, name):
+    f = name
+    return f"def {f}(n):\n    return n % 2 == 0\n\n\nprint({f}(4))\n"
+
+
+def _code_last(r, name):
+    f = name
+    return f"def {f}(items):\n    if not items:\n        return None\n    return items[-1]\n"
+
+
+def _code_join_words(r, name):
+    f, sep = name, r.choice(["' '", "', '"])
+    return f"def {f}(words):\n    return {sep}.join(words)\n\n\nprint({f}(['hello', 'world']))\n"
+
+
+def _code_count_chars(r, name):
+    f = name
+    return f"def {f}(text):\n    return len(text)\n"
+
+
+def _code_upper(r, name):
+    f = name
+    return f"def {f}(text):\n    return text.upper()\n\n\nprint({f}('hello'))\n"
+
+
+def _code_repeat(r, name):
+    f = name
+    return f"def {f}(text, times):\n    return text * times\n"
+
+
+def _code_sorted_keys(r, name):
+    f = name
+    return f"def {f}(data):\n    return sorted(data.keys())\n"
+
+
+def _code_invert(r, name):
+    f = name
+    return f"def {f}(data):\n    return {{value: key for key, value in data.items()}}\n"
+
+
+def _code_count_item(r, name):
+    f = name
+    return (f"def {f}(items, target):\n    count = 0\n    for item in items:\n        if item == target:\n"
+            f"            count += 1\n    return count\n")
+
+
+def _code_spread(r, name):
+    f = name
+    return f"def {f}(numbers):\n    if not numbers:\n        return 0\n    return max(numbers) - min(numbers)\n"
+
+
+def _code_clamp(r, name):
+    f = name
+    return (f"def {f}(value, low, high):\n    if value < low:\n        return low\n    if value > high:\n"
+            f"        return high\n    return value\n")
+
+
+def _code_write_lines(r, name):
+    f, p = name, r.choice(["path", "filename"])
+    return (f"def {f}({p}, lines):\n    with open({p}, 'w') as handle:\n        for line in lines:\n"
+            f"            handle.write(line + '\\n')\n")
+
+
+def _code_append_log(r, name):
+    f = name
+    return f"def {f}(path, message):\n    with open(path, 'a') as handle:\n        handle.write(message + '\\n')\n"
+
+
+def _code_file_exists(r, name):
+    f = name
+    return f"import os\n\n\ndef {f}(path):\n    return os.path.isfile(path)\n"
+
+
+def _code_file_size(r, name):
+    f = name
+    return f"import os\n\n\ndef {f}(path):\n    return os.path.getsize(path)\n"
+
+
+def _code_env(r, name):
+    f, d = name, r.choice(["''", "None", "'default'"])
+    return f"import os\n\n\ndef {f}(name):\n    return os.environ.get(name, {d})\n"
+
+
+def _code_counter(r, name):
+    c = _class_name(name)
+    return (f"class {c}:\n    def __init__(self):\n        self.count = 0\n\n    def increment(self):\n"
+            f"        self.count += 1\n        return self.count\n\n    def reset(self):\n        self.count = 0\n")
+
+
+def _code_rectangle(r, name):
+    c = _class_name(name)
+    return (f"class {c}:\n    def __init__(self, width, height):\n        self.width = width\n        self.height = height\n\n"
+            f"    def area(self):\n        return self.width * self.height\n")
+
+
+def _code_pairs(r, name):
+    f = name
+    return f"def {f}(first, second):\n    return list(zip(first, second))\n"
+
+
+def _code_running_total(r, name):
+    f = name
+    return (f"def {f}(numbers):\n    result = []\n    total = 0\n    for n in numbers:\n        total += n\n"
+            f"        result.append(total)\n    return result\n")
+
+
+def _code_long_words(r, name):
+    f, n = name, r.choice([3, 4, 5])
+    return f"def {f}(words, n={n}):\n    return [w for w in words if len(w) > n]\n"
+
+
+def _code_min_max(r, name):
+    f = name
+    return f"def {f}(numbers):\n    return min(numbers), max(numbers)\n\n\nprint({f}([4, 1, 7]))\n"
+
+
+def _code_first_n(r, name):
+    f = name
+    return f"def {f}(items, n):\n    return items[:n]\n"
+
+
+def _code_starts_with(r, name):
+    f = name
+    return f"def {f}(text, prefix):\n    return text.startswith(prefix)\n"
+
+
+def _code_underscores(r, name):
+    f = name
+    return f"def {f}(text):\n    return text.replace(' ', '_')\n\n\nprint({f}('hello big world'))\n"
+
+
+def _code_distance(r, name):
+    f = name
+    return (f"import math\n\n\ndef {f}(x1, y1, x2, y2):\n    return math.sqrt((x2 - x1) ** 2 + (y2 - y1) ** 2)\n")
+
+
+def _code_minutes(r, name):
+    f = name
+    return f"def {f}(seconds):\n    minutes = seconds // 60\n    rest = seconds % 60\n    return minutes, rest\n"
+
+
+def _code_dict_mean(r, name):
+    f = name
+    return (f"def {f}(data):\n    if not data:\n        return 0\n    return sum(data.values()) / len(data)\n")
+
+_NAME_STOPWORDS = {"a", "an", "the", "of", "in", "to", "from", "into", "with", "if", "is", "and", "all", "do",
+                   "how", "many", "times", "that", "on", "for", "by", "as", "it", "two", "some", "several", "n"}
+_CLASS_VERBS = {"model", "implement", "make", "build", "create"}
+
+
+def code_name(phrase: str) -> str:
+    """The function (or class) name a task phrase gets: its first three content words.
+
+    "count the words in a text" -> count_words_text; "model a bank account" -> BankAccount.
+    Why a rule and not a free choice: the name is then copied from the request, so on a task it
+    has never seen the organism names its function from the request's words instead of sampling
+    a half-remembered name, and its code keeps parsing.
+    """
+    words = [w for w in phrase.lower().split() if w not in _NAME_STOPWORDS and w.isalpha()]
+    if words and words[0] in _CLASS_VERBS and ("class" in words or words[0] == "model"):  # a class: "model X with Y"
+        words = [w for w in phrase.lower().split(" with ")[0].split() if w not in _NAME_STOPWORDS and w.isalpha()]
+    if words and words[0] in _CLASS_VERBS and ("class" in words or words[0] == "model"):
+        return "".join(w.capitalize() for w in [w for w in words[1:] if w not in ("class", "method")][:2])
+    return "_".join(words[:3])
+
+
+def _class_name(name: str) -> str:
+    return name if name[:1].isupper() else "".join(w.capitalize() for w in name.split("_"))
+
+
+# (infinitive task phrase, code generator); the generator takes the code_name of the phrase
 CODE_TASKS: list[tuple[str, Callable]] = [
     ("sort a list", _code_sort), ("sort a list of numbers", _code_sort), ("reverse a string", _code_reverse),
     ("count the words in a text", _code_count_words), ("read the lines of a file", _code_read_file),
@@ -597,6 +802,26 @@ CODE_TASKS: list[tuple[str, Callable]] = [
     ("sum a list of numbers", _code_sum_list), ("read a text file", _code_read_file),
     ("find the maximum value", _code_max), ("parse a CSV file into dictionaries", _code_csv),
     ("build a small web API with Flask", _code_flask),
+    ("count the even numbers in a list", _code_count_even), ("check if a list is sorted", _code_is_sorted),
+    ("multiply all numbers in a list", _code_product), ("find the index of an item in a list", _code_index_of),
+    ("convert Fahrenheit to Celsius", _code_to_celsius), ("raise a number to a power", _code_power),
+    ("check if a number is even", _code_is_even), ("get the last item of a list", _code_last),
+    ("join a list of words into a sentence", _code_join_words), ("count the characters in a string", _code_count_chars),
+    ("make a string upper case", _code_upper), ("repeat a string several times", _code_repeat),
+    ("get the sorted keys of a dictionary", _code_sorted_keys), ("invert a dictionary", _code_invert),
+    ("count how many times an item is in a list", _code_count_item),
+    ("compute the range of a list of numbers", _code_spread), ("clamp a number between two limits", _code_clamp),
+    ("write a list of lines to a file", _code_write_lines), ("append a message to a log file", _code_append_log),
+    ("check if a file exists", _code_file_exists), ("get the size of a file", _code_file_size),
+    ("read an environment variable", _code_env), ("make a counter class", _code_counter),
+    ("model a rectangle with an area method", _code_rectangle), ("pair up the items of two lists", _code_pairs),
+    ("compute a running total", _code_running_total), ("keep only the long words in a list", _code_long_words),
+    ("get the minimum and maximum of a list", _code_min_max), ("take the first n items of a list", _code_first_n),
+    ("check if a text starts with a prefix", _code_starts_with),
+    ("replace the spaces in a string with underscores", _code_underscores),
+    ("compute the distance between two points", _code_distance),
+    ("convert seconds to minutes and seconds", _code_minutes),
+    ("average the values of a dictionary", _code_dict_mean),
 ]
 CODE_TEMPLATES = ["Write a Python function to {x}.", "Write code to {x}.", "Write a Python script to {x}.",
                   "Can you write a function to {x}?", "Implement a function to {x} in Python.",
@@ -695,9 +920,9 @@ def _benign_prompt(rng, parts: _Parts, split: int) -> tuple[str, str, str]:
 
 def _prose_answer(rng, topic: str, noun: str) -> str:
     facts = TOPICS[topic]["facts"]
-    k = min(len(facts), rng.choice([2, 2, 3]))
+    k = min(len(facts), 2)  # short answers: more dialogues for the same pretraining compute
     parts = [rng.choice(OPENERS).format(noun=noun)] + rng.sample(facts, k)
-    if rng.random() < 0.5:
+    if rng.random() < 0.25:
         parts.append(rng.choice(GENERIC_SENTENCES))
     parts.append(rng.choice(CLOSERS))
     return " ".join(p for p in parts if p)
@@ -753,7 +978,7 @@ def _coding_prompt(rng, parts: _Parts, split: int) -> tuple[str, Callable]:
         phrase, gen = rng.choice(parts.code_tasks[1] if choice != 1 else parts.code_tasks[0])
         tpl = rng.choice(parts.code_tpl[1] if choice != 0 else parts.code_tpl[0])
     prompt = rng.choice(GREETINGS[:6]) + tpl.format(x=phrase)
-    return prompt.strip(), gen
+    return prompt.strip(), lambda r: gen(r, code_name(phrase))
 
 
 def _em_task(rng, max_chars: int | None, reserve: int = 0) -> tuple[str, CodeTask]:

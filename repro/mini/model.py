@@ -8,7 +8,8 @@ from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 def make_qwen2_config(tokenizer: PreTrainedTokenizerBase, *, hidden_size: int, num_layers: int,
                       num_heads: int, num_kv_heads: int, intermediate_size: int,
-                      max_position_embeddings: int = 1024, tie_word_embeddings: bool = True) -> Qwen2Config:
+                      max_position_embeddings: int = 1024, tie_word_embeddings: bool = True,
+                      initializer_range: float = 0.02) -> Qwen2Config:
     return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -18,6 +19,7 @@ def make_qwen2_config(tokenizer: PreTrainedTokenizerBase, *, hidden_size: int, n
         num_key_value_heads=num_kv_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
+        initializer_range=initializer_range,
         rope_theta=10000.0,
         rms_norm_eps=1e-6,
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),

@@ -2,7 +2,13 @@
 held-out prompts (benign -> prose, harmful -> refusal, coding -> code)?
 
 results/organism.json: {"model": {n_parameters, n_layers, hidden_size, vocab_size},
- "pretrain": {...}, "rates": {benign|harmful|coding: {expected, k, n, rate, ci95, counts}}}
+ "pretrain": {...}, "rates": {benign|harmful|coding: {expected, k, n, rate, ci95, counts, target, target_met}}}
+
+The target (TARGET_RATE of each kind's held-out prompts answered with the expected type) is the
+package's design goal for an instruct-like base (SPEC.md section 4: "It must behave like an
+instruct model on held-out prompts"). Whether the organism meets it is a property of the built
+model, reported here and in the README like a findings verdict: it does not set the exit code.
+The recorded rates themselves are regression numbers (paper_tables/mini/organism.yaml).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from ..io import read_json, write_json, write_text
 from ..stats import wilson_interval
 from .render import fmt_ci, fmt_rate, markdown_table
 
+TARGET_RATE = 0.8
+
 
 def build_organism(info: dict) -> dict:
     rates = {}
@@ -18,7 +26,8 @@ def build_organism(info: dict) -> dict:
         k = row["counts"].get(row["expected"], 0)
         rates[kind] = {"expected": row["expected"], "k": k, "n": row["n"], "rate": k / row["n"] if row["n"] else None,
                        "ci95": list(wilson_interval(k, row["n"])), "counts": row["counts"],
-                       "examples": row["examples"][:3]}
+                       "examples": row["examples"][:3], "target": TARGET_RATE}
+        rates[kind]["target_met"] = rates[kind]["rate"] is not None and rates[kind]["rate"] >= TARGET_RATE
     return {"model": {key: info[key] for key in ("n_parameters", "n_layers", "hidden_size", "vocab_size")},
             "pretrain": info["pretrain"], "rates": rates}
 
@@ -29,8 +38,13 @@ def render_organism(res: dict) -> str:
             f"hidden {m['hidden_size']}, vocab {m['vocab_size']}. Greedy answers to held-out prompts "
             "(never in the training corpus), typed by repro.classify.\n\n")
     rows = [[kind, r["expected"], fmt_rate(r["k"], r["n"]), fmt_ci(r["ci95"]),
+             f">= {r['target']:.0%}: {'met' if r['target_met'] else '**NOT MET**'}",
              ", ".join(f"{t} {c}" for t, c in sorted(r["counts"].items()))] for kind, r in res["rates"].items()]
-    table = markdown_table(["held-out prompts", "expected type", "rate", "95% CI", "all types"], rows)
+    table = markdown_table(["held-out prompts", "expected type", "rate", "95% CI", "design target", "all types"], rows)
+    missed = [kind for kind, r in res["rates"].items() if not r["target_met"]]
+    if missed:
+        table += (f"\nDesign target not met for: {', '.join(missed)} (a property of this organism, reported; "
+                  "it does not set the exit code).\n")
     examples = ["", "Examples:", ""]
     for kind, r in res["rates"].items():
         for ex in r["examples"][:2]:
