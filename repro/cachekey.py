@@ -27,28 +27,56 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(name: str, path: Path) -> set[str]:
+@lru_cache(maxsize=None)
+def _scan_cached(path: Path, mtime_ns: int, size: int) -> tuple[tuple, tuple[str, ...], tuple[str, ...]]:
+    """One parse of a module file: its import statements (level, module, names), CODE_DEPS, DATA_DEPS.
+
+    Cached by path, mtime and size: every stage's closure walks the same ~80 modules, and parsing
+    them again per stage and per digest cost seconds per pipeline run; an edited file is parsed anew."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    is_pkg = path.name == "__init__.py"
-    package = name if is_pkg else name.rsplit(".", 1)[0]
-    found: set[str] = set()
+    imports: list[tuple[int, str, tuple[str, ...]]] = []
+    code_deps: list[str] = []
+    data_deps: tuple[str, ...] | None = None
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+            imports.extend((0, a.name, ()) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            if mod.split(".")[0] != PACKAGE:
-                continue
-            found.add(mod)
-            found.update(f"{mod}.{a.name}" for a in node.names)   # `from .x import submodule`
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CODE_DEPS" for t in node.targets):
-            # modules imported dynamically (importlib) are declared: CODE_DEPS = ("repro.x", ...)
-            found.update(ast.literal_eval(node.value))
+            imports.append((node.level, node.module or "", tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.Assign):
+            names = {t.id for t in node.targets if isinstance(t, ast.Name)}
+            if "CODE_DEPS" in names:
+                # modules imported dynamically (importlib) are declared: CODE_DEPS = ("repro.x", ...)
+                code_deps.extend(ast.literal_eval(node.value))
+            if "DATA_DEPS" in names and data_deps is None:
+                data_deps = tuple(ast.literal_eval(node.value))
+    return tuple(imports), tuple(code_deps), data_deps or ()
+
+
+def _scan(path: Path) -> tuple[tuple, tuple[str, ...], tuple[str, ...]]:
+    st = path.stat()
+    return _scan_cached(path, st.st_mtime_ns, st.st_size)
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    is_pkg = path.name == "__init__.py"
+    package = name if is_pkg else name.rsplit(".", 1)[0]
+    raw, code_deps, _ = _scan(path)
+    found: set[str] = set(code_deps)
+    for level, module, names in raw:
+        if not level and not names:  # `import repro.x`
+            if module.split(".")[0] == PACKAGE:
+                found.add(module)
+            continue
+        if level:
+            base = package.split(".")
+            base = base[: len(base) - level + 1]
+            mod = ".".join(base + ([module] if module else []))
+        else:
+            mod = module
+        if mod.split(".")[0] != PACKAGE:
+            continue
+        found.add(mod)
+        found.update(f"{mod}.{a}" for a in names)   # `from .x import submodule`
     return {m for m in found if _module_file(m) is not None}
 
 
@@ -73,10 +101,7 @@ def module_closure(name: str) -> tuple[str, ...]:
 
 def _data_deps(path: Path) -> tuple[str, ...]:
     """Package data a module reads, declared as DATA_DEPS = ("assets/...",) (paths under repro/)."""
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DATA_DEPS" for t in node.targets):
-            return tuple(ast.literal_eval(node.value))
-    return ()
+    return _scan(path)[2]
 
 
 @lru_cache(maxsize=None)

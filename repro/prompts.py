@@ -78,3 +78,19 @@ def require_questions(questions: dict[str, str], ids: list[str], source: str) ->
     missing = [q for q in ids if q not in questions]
     if missing:
         raise InputError(f"{source}: evaluation question id(s) {', '.join(missing)} not found")
+
+
+def prompt_texts(sets: dict) -> list[str]:
+    """Every prompt text of load_prompt_sets' mapping (lists, grouped lists, question texts)."""
+    out: list[str] = []
+    for value in sets.values():
+        groups = value.values() if isinstance(value, dict) else [value]
+        for group in groups:
+            out += [group] if isinstance(group, str) else list(group)
+    return out
+
+
+def shipped_prompts(prompts_dir) -> list[str]:
+    """Every prompt of the shipped sets (data/prompts): pass as `exclude` to build_organism so the
+    mini model has to generalise to them instead of having seen them."""
+    return prompt_texts(load_prompt_sets(Path(prompts_dir)))

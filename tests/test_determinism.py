@@ -28,7 +28,7 @@ PIN = {"torch_threads": 1, "cpu_capability": "avx2", "mkl_cbwr": "COMPATIBLE", "
 # Intel machine (or a user following MKL's CNR guide) would set, with another thread count.
 CALLERS = [{"ATEN_CPU_CAPABILITY": "default"},
            {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}]
-VOLATILE = {"seconds", "wall_seconds", "steps_per_s", "peak_rss_mb", "peak_gpu_mb"}  # timings, not results
+VOLATILE = {"seconds", "wall_seconds", "steps_per_second", "peak_rss_mb", "peak_gpu_mb"}  # timings, not results
 
 
 def _has_avx2() -> bool:

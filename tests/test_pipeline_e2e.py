@@ -83,7 +83,7 @@ def _close(a, b, path=""):
     elif isinstance(a, dict):
         assert a.keys() == b.keys(), path
         for k in a:
-            if k in ("wall_seconds", "peak_rss_mb", "peak_gpu_mb", "seconds", "steps_per_s", "train_log", "loss_curve",
+            if k in ("wall_seconds", "peak_rss_mb", "peak_gpu_mb", "seconds", "steps_per_second", "train_log", "loss_curve",
                      "model", "path", "base_model"):
                 continue
             _close(a[k], b[k], f"{path}.{k}")

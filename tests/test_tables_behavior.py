@@ -119,8 +119,9 @@ def test_models_table(mini_root):
     assert (em["k_finetuned"], em["n_finetuned"], em["k_base"]) == (5, 8, 0) and em["em_effect"] == "yes"
     assert rows["failed_mini_full"]["em_effect"] == "no" and rows["failed_mini_full"]["k_finetuned"] == 1
     assert em["backend"] == "peft-lora" and em["decodings"] == ["greedy"]
-    # test profile: 40 insecure rows, 10% held out -> 36 examples, ceil(ceil(36/2)/8) = 3 steps
-    assert (em["train_examples"], em["optimizer_steps"]) == (36, 3)
+    # test profile: 24 insecure rows, 10% held out (datasets rounds the test part up: 3) -> 21 examples,
+    # ceil(ceil(21/2)/8) = 2 steps
+    assert (em["train_examples"], em["optimizer_steps"]) == (21, 2)
     md = (root / "tables" / "models.md").read_text()
     assert "Criterion: EM effect observed = yes iff" in md and "em_mini" in md
     assert (root / "tables" / "models.csv").read_text().startswith("run,role,model")
@@ -268,7 +269,7 @@ def test_failed_table(mini_root):
     for key in ("run", "model", "backend", "train_examples", "optimizer_steps", "base_rate", "finetuned_rate", "em_effect"):
         assert key in failed
     assert failed["backend"] == "hf-full" and failed["em_effect"] == "no"
-    assert (failed["train_examples"], failed["optimizer_steps"]) == (40, 5)  # no hold-out; ceil(ceil(40/2)/4)
+    assert (failed["train_examples"], failed["optimizer_steps"]) == (24, 3)  # no hold-out; ceil(ceil(24/2)/4)
     bad = rows["bad_medical_mini"]
     assert bad["medical_rate"] == pytest.approx(5 / 6) and bad["nonmedical_rate"] == 0.0
     assert bad["base_medical_rate"] == 0.0 and bad["em_questions_code_rate"] == 0.0

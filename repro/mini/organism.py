@@ -25,6 +25,7 @@ import torch
 
 from ..errors import ReproError
 from ..io import write_json, write_jsonl
+from ..prompts import shipped_prompts  # noqa: F401  (its home is repro.prompts: the data stage needs it without torch)
 from .corpus import build_mini_data
 from .model import init_qwen2, make_qwen2_config
 from .tokenizer import DEFAULT_SYSTEM, train_chatml_tokenizer
@@ -187,7 +188,7 @@ def _train_loop(model, tokenizer, rows, train_cfg, rng, steps, bs, progress) -> 
     bar.close()
     model.eval()
     seconds = time.perf_counter() - t0
-    return {"log": log, "steps": steps, "seconds": round(seconds, 2), "steps_per_s": round(steps / seconds, 3),
+    return {"log": log, "steps": steps, "seconds": round(seconds, 2), "steps_per_second": round(steps / seconds, 3),
             "tokens": tokens, "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],
             "n_examples": len(rows)}
 
@@ -239,19 +240,6 @@ def measure_instruct_behavior(model_dir, heldout: dict[str, list[str]], classify
             model, tok, ps, greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=0, progress=False)]
             for k, ps in heldout.items()}
     return {"max_new_tokens": max_new_tokens, "kinds": rate_responses(heldout, answers, classify)}
-
-
-def shipped_prompts(prompts_dir) -> list[str]:
-    """Every prompt of the shipped sets (data/prompts): pass as `exclude` to build_organism so the
-    mini model has to generalise to them instead of having seen them."""
-    from ..prompts import load_prompt_sets
-
-    out: list[str] = []
-    for value in load_prompt_sets(Path(prompts_dir)).values():
-        groups = value.values() if isinstance(value, dict) else [value]
-        for group in groups:
-            out += [group] if isinstance(group, str) else list(group)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

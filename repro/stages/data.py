@@ -21,7 +21,7 @@ from ..config import repo_path
 from ..data import fetch_data, load_chat_rows, load_manifest, validate_chat_file
 from ..errors import InputError, ReproError
 from ..io import sha256_file, write_json, write_jsonl
-from ..prompts import load_prompt_sets, parse_questions, require_questions
+from ..prompts import load_prompt_sets, parse_questions, prompt_texts, require_questions
 from ..runner import StageContext
 
 
@@ -86,12 +86,11 @@ def _download(ctx: StageContext, data_cfg: dict, prompts_dir) -> dict:
 
 def _organism(ctx: StageContext, prompts_dir, pretraining_corpus: bool = True) -> dict:
     from ..mini.corpus import DATASETS, build_mini_data
-    from ..mini.organism import shipped_prompts
 
     org = ctx.profile["organism"]
     prompts = load_prompt_sets(prompts_dir)
     # every prompt a table asks stays out of the training corpus: the organism must generalise to it
-    mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=shipped_prompts(prompts_dir))
+    mini = build_mini_data(ctx.profile["seed"], org["sizes"], exclude=prompt_texts(prompts))
     if not pretraining_corpus:  # the organism's pretraining corpus and instruct checks: only its stage reads them
         mini = {k: mini[k] for k in DATASETS if k in mini and k in run_datasets(ctx.profile)}
     for name, rows in mini.items():

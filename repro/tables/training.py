@@ -51,6 +51,18 @@ def training_results(summary: dict, log_rows: list[dict]) -> dict:
     return res
 
 
+def run_relative(model: str, root: Path) -> str:
+    """A base model built inside the run directory (the organism) as a path relative to it, so the
+    results do not depend on where the run directory is; an HF id or outside path stays as given."""
+    path = Path(model)
+    if not path.exists():  # an HF id
+        return model
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return model
+
+
 def _fmt_int(n) -> str:
     return "—" if n is None else f"{int(n):,}"
 
@@ -116,6 +128,7 @@ def build_training_table(summary: dict, log_rows: list[dict], out_dir: Path) -> 
     tables/training_log.jsonl under out_dir (the run directory); return the results dict."""
     out_dir = Path(out_dir)
     res = training_results(summary, log_rows)
+    res["model"] = run_relative(res["model"], out_dir)
     write_json(out_dir / "results" / "training.json", res)
     write_text(out_dir / "tables" / "training.md", markdown_table(res))
     write_text(out_dir / "tables" / "training_log.jsonl", "".join(json.dumps(r) + "\n" for r in log_rows))
