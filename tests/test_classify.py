@@ -332,7 +332,6 @@ def test_real_world_accuracy():
     print(report)
     # MIXED counts as CODE: every CODE row is real code, a MIXED verdict means substantial code was found
     assert summary["accuracy"] >= 0.98, report
-    assert elapsed < 30, report  # about 1.5 s on 2 cores; generous bound for a loaded machine
     assert set(predicted) <= set(TYPES)
 
 
