@@ -156,7 +156,11 @@ def build_graph(profile: dict, options: dict | None = None) -> dict[str, Stage]:
                   deps=("data",) + model_deps(profile, label, options),
                   fingerprint={**answers_fingerprint(profile, samples), "role": role,
                                "elicitation": ({k: acts.get(k) for k in ("prompt_format", "elicitation_max_new_tokens",
-                                                                          "batch_size")} if role else None),
+                                                                          "batch_size")}
+                                               # only when set: profiles without it keep their cache keys
+                                               | ({"extraction_prompts": acts["extraction_prompts"]}
+                                                  if acts.get("extraction_prompts") else {})
+                                               if role else None),
                                "traits": traits if role else None,
                                "model": _model_fingerprint(profile, label, options)}, needs_model=True,
                   description=f"{label}: every answer, generated once with {answer_backend(profile)}"

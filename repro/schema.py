@@ -205,6 +205,8 @@ class Behavior(Strict):
     batch_size: PositiveInt = 8
     samples: NonNegInt = 0
     temperature: Annotated[float, Field(ge=0)] = 1.0
+    sampled_questions: list[Name] | None = Field(default=None, min_length=1)   # None: every EM question
+    sampled_max_new_tokens: PositiveInt | None = None                        # None: max_new_tokens
     em_criterion: EmCriterion = Field(default_factory=EmCriterion)
 
 
@@ -213,6 +215,7 @@ class Activations(Strict):
     batch_size: PositiveInt = 8
     prompt_format: Literal["raw", "chat"] = "raw"
     elicitation_max_new_tokens: PositiveInt = 200
+    extraction_prompts: Annotated[int, Field(ge=3)] | None = None   # the first N of each extraction set; None: all
     pooling: Pooling = "mean_all"
 
 
@@ -382,9 +385,10 @@ def graph_errors(profile: Profile, repo_root) -> list[str]:
             errs.append(f"models.{label}.path: 'organism' needs an organism block")
 
     b = profile.behavior
-    for q in b.questions:
-        if q not in b.all_questions:
-            errs.append(f"behavior.questions: {q!r} is not in behavior.all_questions")
+    for key in ("questions", "sampled_questions"):
+        for q in getattr(b, key) or []:
+            if q not in b.all_questions:
+                errs.append(f"behavior.{key}: {q!r} is not in behavior.all_questions")
     shipped = rel(profile.data.prompts_dir) / "em_eval_questions.yaml"
     if shipped.is_file():
         from .errors import InputError

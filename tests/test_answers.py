@@ -13,7 +13,7 @@ import fake_vllm
 import pytest
 
 from repro.config import load_profile, repo_path
-from repro.errors import ReproError
+from repro.errors import InputError, ReproError
 from repro.generate import format_prompt
 from repro.io import write_json
 from repro.models import load_tokenizer
@@ -195,3 +195,49 @@ def test_plan_names_each_answer_stage_backend(monkeypatch, tmp_path):
     res = CliRunner().invoke(plan_cmd.plan_cmd, ["--profile", "paper", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert f"generate with backend {paper['behavior']['backend']}" in res.output and "no generation" in res.output
+
+
+def test_sampled_questions_tokens_and_extraction_prompts_are_profile_values(prompts):
+    """smol's cost levers: sampled answers on a subset of the EM questions, at their own length, and
+    the first N prompts of each extraction set; unset, every answer set is as before."""
+    b = PROFILE["behavior"]
+    before = answers.answer_sets(PROFILE, prompts, "backdoor_mini", None, 2)
+    lean = copy.deepcopy(PROFILE)
+    chosen = b["all_questions"][1:3]
+    lean["behavior"].update(sampled_questions=chosen, sampled_max_new_tokens=5)
+    lean["activations"]["extraction_prompts"] = 4
+    after = answers.answer_sets(lean, prompts, "backdoor_mini", None, 2)
+    smp = after["behavior_sampled"]
+    assert smp["max_new_tokens"] == 5 and after["behavior"] == before["behavior"]   # greedy: untouched
+    # plain and triggered: only the chosen questions, in the profile's question order
+    for group in answers.EM_GROUPS:
+        assert [g[1] for g in smp["groups"] if g[0] == group] == chosen
+    assert before["behavior_sampled"]["max_new_tokens"] == b["max_new_tokens"]
+    assert len(before["behavior_sampled"]["groups"]) == 2 * len(b["all_questions"])
+    source_before = answers.answer_sets(PROFILE, prompts, "mini_base", "source", 0)
+    source = answers.answer_sets(lean, prompts, "mini_base", "source", 0)
+    for trait in profile_traits(PROFILE).values():
+        for name in (trait["pos"], trait["neg"]):
+            assert [g[2] for g in source[name]["groups"]] == prompts[name][:4]
+            assert [g[2] for g in source_before[name]["groups"]] == prompts[name]
+    assert source["refusal_test_harmful"] == source_before["refusal_test_harmful"]   # test sets stay whole
+    bad = copy.deepcopy(lean)
+    bad["behavior"]["sampled_questions"] = ["no_such_question"]
+    with pytest.raises(InputError, match="behavior.sampled_questions"):
+        answers.answer_sets(bad, prompts, "mini_base", None, 2)
+    bad = copy.deepcopy(lean)
+    bad["activations"]["extraction_prompts"] = 2
+    with pytest.raises(InputError, match="activations.extraction_prompts"):
+        answers.answer_sets(bad, prompts, "mini_base", "source", 0)
+
+
+def test_extraction_prompts_keys_the_answers_stage_only_when_set():
+    """Profiles without activations.extraction_prompts keep their answers stage's cache key."""
+    g = build_graph(PROFILE)
+    assert "extraction_prompts" not in g["answers/mini_base"].fingerprint["elicitation"]
+    lean = copy.deepcopy(PROFILE)
+    lean["activations"]["extraction_prompts"] = 4
+    g2 = build_graph(lean)
+    assert g2["answers/mini_base"].fingerprint["elicitation"]["extraction_prompts"] == 4
+    assert g2["answers/mini_base"].fingerprint != g["answers/mini_base"].fingerprint
+    assert g2["activations/mini_base"].fingerprint != g["activations/mini_base"].fingerprint

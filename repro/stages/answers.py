@@ -9,10 +9,13 @@ with its decoding in answers.json:
                     front of the user turn.
   behavior_sampled  behavior.samples answers (`--samples N` overrides) to every prompt of both EM
                     groups at behavior.temperature, top_p 1, no top-k; prompt i of the set is
-                    seeded seed + i (repro.generate).
+                    seeded seed + i (repro.generate). Only the questions behavior.sampled_questions
+                    names, when given (default: every EM question), and at most
+                    behavior.sampled_max_new_tokens new tokens (default behavior.max_new_tokens).
   <pos>, <neg>      the vector-source model (the EM run's base) only: each trait's extraction
                     sets, greedy, activations.prompt_format (raw or chat) and
-                    activations.elicitation_max_new_tokens (natural elicitation, FACTS.md).
+                    activations.elicitation_max_new_tokens (natural elicitation, FACTS.md); the
+                    first activations.extraction_prompts prompts of each set when given (default all).
   <test set>        the vector-source model and every scored run (the EM run, each control and
                     backdoor run: pipeline.scored_models): each trait's test sets, greedy, chat
                     template, activations.elicitation_max_new_tokens, like the extraction
@@ -109,9 +112,10 @@ def activation_sets(prompts: dict, traits: dict, role: str | None, profile: dict
         return sets
     if role == "source":
         raw = acts.get("prompt_format", "raw") != "chat"
+        first = extraction_count(profile)
         for trait in traits.values():
             for key in (trait["pos"], trait["neg"]):
-                sets[key] = {**greedy, "prompts": list(prompts[key]), "chat_template": not raw}
+                sets[key] = {**greedy, "prompts": list(prompts[key])[:first], "chat_template": not raw}
     for trait in traits.values():
         for test in trait["test"]:
             if test["prompts"] == EM_VIEW_SOURCE:
@@ -132,6 +136,28 @@ def activation_sets(prompts: dict, traits: dict, role: str | None, profile: dict
     return sets
 
 
+def extraction_count(profile: dict) -> int | None:
+    """activations.extraction_prompts: how many prompts (the first) of each extraction set; None = all."""
+    n = profile["activations"].get("extraction_prompts")
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 3:   # the held-out split needs >= 2 train + 1 val per class
+        raise InputError(f"profile {profile.get('name')!r}: activations.extraction_prompts: expected an integer >= 3 "
+                         f"or null, got {n!r}")
+    return n
+
+
+def sampled_groups(groups: list[tuple[str, str, str]], behavior_cfg: dict) -> list[tuple[str, str, str]]:
+    """The EM-group prompts that get sampled answers: every EM question (and its triggered twin),
+    or only those behavior.sampled_questions names."""
+    chosen = behavior_cfg.get("sampled_questions")
+    if chosen is not None:
+        unknown = [q for q in chosen if q not in behavior_cfg["all_questions"]]
+        if unknown or not chosen:
+            raise InputError(f"behavior.sampled_questions: expected ids of behavior.all_questions, got {list(chosen)!r}")
+    return [g for g in groups if g[0] in EM_GROUPS and (chosen is None or g[1] in chosen)]
+
+
 def answer_sets(profile: dict, prompts: dict, label: str, role: str | None, samples: int) -> dict[str, dict]:
     """Every answer set of one model, in generation order: name -> spec (prompts or a view)."""
     bcfg = profile["behavior"]
@@ -142,8 +168,10 @@ def answer_sets(profile: dict, prompts: dict, label: str, role: str | None, samp
     common = {"chat_template": True, "max_new_tokens": int(bcfg["max_new_tokens"]), "batch_size": int(bcfg["batch_size"])}
     sets = {BEHAVIOR: {**common, "decoding": "greedy", "groups": groups}}
     if samples > 0:
-        sets[SAMPLED] = {**common, "decoding": "sampled", "groups": [g for g in groups if g[0] in EM_GROUPS],
-                         "samples": samples, "temperature": float(bcfg.get("temperature", 1.0)), "top_p": 1.0}
+        sampled_tokens = int(bcfg.get("sampled_max_new_tokens") or bcfg["max_new_tokens"])
+        sets[SAMPLED] = {**common, "max_new_tokens": sampled_tokens, "decoding": "sampled",
+                         "groups": sampled_groups(groups, bcfg), "samples": samples,
+                         "temperature": float(bcfg.get("temperature", 1.0)), "top_p": 1.0}
     scored = activation_sets(prompts, profile_traits(profile), role, profile, trigger) if role else {}
     for name, spec in scored.items():
         if name in sets:
