@@ -18,7 +18,7 @@ from .compare import _read_reference_yaml, lookup
 from .errors import InputError, ReproError
 from .io import read_json, write_text
 
-MIN_SPREAD_ROWS = 3   # the sweep must cover at least this many seeds
+MIN_SPREAD_ROWS = 3   # the sweep must cover at least this many seeds, the reference run's own seed included
 
 
 def _num(x: Any) -> bool:
@@ -68,9 +68,10 @@ def record_profile(profile: dict, root: Path, ref_root: Path, sweep_file: Path |
     spread: dict[str, dict] = {}
     if sweep_file is not None:
         doc = read_json(sweep_file)
-        seeds = [r for r in doc.get("runs", []) if r != "reference"]
-        if len(seeds) < MIN_SPREAD_ROWS:
-            raise InputError(f"{sweep_file}: {len(seeds)} seeds; tolerances need a sweep over >= {MIN_SPREAD_ROWS}")
+        runs = list(doc.get("runs", []))
+        if "reference" not in runs or len(runs) < MIN_SPREAD_ROWS:
+            raise InputError(f"{sweep_file}: {len(runs)} seed(s) (the reference run's included); tolerances need "
+                             f"the reference run and >= {MIN_SPREAD_ROWS} seeds in all")
         spread = {q["quantity"]: q for q in doc["quantities"]}
     source = f"reviewed {name} run (make reproduce-all PROFILE={name})"
     return [record_table(p, Path(root) / "results", spread, source) for p in sorted(table_dir.glob("*.yaml"))]
