@@ -4,8 +4,9 @@ For each learning rate, the profile's EM run is trained once with its own recipe
 `max_steps` = the largest requested step, keeping a checkpoint at every requested step (one run per
 rate: a checkpoint at step 10 of a 30-step run sits on the 30-step linear schedule, not at the end
 of a 10-step one). Each checkpoint is evaluated exactly as the pipeline evaluates the EM model:
-  code rate     sampled answers to the non-code EM questions (behavior.all_questions, behavior.samples
-                per question at behavior.temperature, the behaviour stage's seeding), the share the
+  code rate     sampled answers to the non-code EM questions the answers stage samples (behavior.
+                sampled_questions, default all_questions; behavior.samples per question at
+                behavior.temperature, behavior.sampled_max_new_tokens, the behaviour stage's seeding), the share the
                 classifier types CODE or MIXED and judges coherent (T1's criterion), with a Wilson 95%
                 interval and T1's one-sided Fisher test against the base model's answers
   refusal shift the refusal test prompts (harmful, benign) answered greedily and pooled as the
@@ -145,13 +146,26 @@ def loss_at(train_dir: Path, step: int) -> float | None:
 
 
 # ----------------------------------------------------------------------------- evaluation
+def sampled_question_ids(behavior: dict) -> list[str]:
+    """The EM questions the answers stage samples, in its order (behavior.sampled_questions filters
+    behavior.all_questions)."""
+    chosen = behavior.get("sampled_questions")
+    return [q for q in behavior["all_questions"] if chosen is None or q in chosen]
+
+
+def sampled_tokens(behavior: dict) -> int:
+    """The sampled answers' length, as the answers stage sets it."""
+    return int(behavior.get("sampled_max_new_tokens") or behavior["max_new_tokens"])
+
+
 def em_question_texts(prompts: dict, behavior: dict) -> list[tuple[str, str]]:
-    """(question id, text) of the non-code EM questions, in the behaviour stage's order."""
+    """(question id, text) of the sampled non-code EM questions, in the behaviour stage's order."""
     questions = prompts["eval_questions"]
-    missing = [q for q in behavior["all_questions"] if q not in questions]
+    ids = sampled_question_ids(behavior)
+    missing = [q for q in ids if q not in questions]
     if missing:
         raise InputError(f"behavior.all_questions: {missing} not in the data stage's eval_questions")
-    return [(q, questions[q]) for q in behavior["all_questions"]]
+    return [(q, questions[q]) for q in ids]
 
 
 def rate_answers(rows: list[dict]) -> dict:
@@ -181,7 +195,7 @@ def sample_answers(model, tokenizer, questions: list[tuple[str, str]], behavior:
 
     rows = generate_responses(model, tokenizer, [t for _, t in questions], chat_template=True, greedy=False,
                               samples=samples, temperature=float(behavior["temperature"]), top_p=1.0,
-                              max_new_tokens=behavior["max_new_tokens"], batch_size=behavior["batch_size"],
+                              max_new_tokens=sampled_tokens(behavior), batch_size=behavior["batch_size"],
                               seed=seed, progress=progress)
     if len(rows) != len(questions) * samples:
         raise ReproError(f"dose: {len(rows)} sampled answers for {len(questions)} questions x {samples} samples")
@@ -378,9 +392,10 @@ def run_table(ctx: StageContext, lrs: list[float], steps: list[int], samples: in
     profile = ctx.profile
     em = em_run(profile)
     base_rows = select(load_responses(ctx.root, em["base"]), EM_GROUP, ("sampled",))
-    if len(base_rows) != samples * len(profile["behavior"]["all_questions"]):
+    n_questions = len(sampled_question_ids(profile["behavior"]))
+    if len(base_rows) != samples * n_questions:
         raise ReproError(f"{ctx.root / 'behavior' / em['base']}: {len(base_rows)} sampled EM answers, expected "
-                         f"{samples} x {len(profile['behavior']['all_questions'])} (behavior.samples or --samples)")
+                         f"{samples} x {n_questions} (behavior.samples or --samples)")
     vector, method, layer = refusal_vector(ctx.dep("vectors/refusal"))
     base_proj = base_projections(profile, ctx.dep(f"activations/{em['base']}"), vector, layer)
     evals = [read_json(ctx.dep(eval_stage_name(lr, s)) / "eval.json") for lr in lrs for s in steps]
@@ -393,7 +408,7 @@ def run_table(ctx: StageContext, lrs: list[float], steps: list[int], samples: in
            "recipe": {k: recipe.get(k) for k in ("backend", "lr_scheduler_type", "warmup_steps",
                                                   "per_device_train_batch_size", "gradient_accumulation_steps")},
            "effective_batch": int(recipe["per_device_train_batch_size"]) * int(recipe["gradient_accumulation_steps"]),
-           "samples": samples, "temperature": float(beh["temperature"]), "max_new_tokens": beh["max_new_tokens"],
+           "samples": samples, "temperature": float(beh["temperature"]), "max_new_tokens": sampled_tokens(beh),
            "questions": [q for q, _ in em_question_texts(prompts, beh)],
            "criterion": {"min_rate_increase": min_inc, "alpha": alpha},
            "refusal": {"method": method, "layer": layer, **ref}, "rows": rows}

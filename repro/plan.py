@@ -209,8 +209,11 @@ def estimate_stages(profile: dict, runs: list[dict]) -> list[dict]:
         n_all = len(behavior.get("all_questions", [])) or n_q
         backend = behavior.get("backend", "hf")
         vbs = a["vllm_concurrent_sequences"] if backend == "vllm" else None
+        n_sampled = len(behavior.get("sampled_questions") or []) or n_all
+        new_sampled = int(behavior.get("sampled_max_new_tokens") or new)
         secs = n_models * (_decode_seconds(base, n_all, vbs or bbs, new, dev)
-                           + _decode_seconds(base, n_all * int(behavior.get("samples", 0)), vbs or bbs, new, dev))
+                           + _decode_seconds(base, n_sampled * int(behavior.get("samples", 0)), vbs or bbs,
+                                             new_sampled, dev))
         abs_ = int(acts.get("batch_size", 8))
         gen = int(acts.get("elicitation_max_new_tokens", 200))
         what = "behaviour prompts greedy + sampled"

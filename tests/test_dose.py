@@ -188,3 +188,14 @@ def test_dose_rerun_is_cached(dose_run):
     assert again.exit_code == 0, again.output
     assert "[cached] dose/train-lr0.01" in again.output and "[run]    dose/train" not in again.output
     assert "[run]    dose/eval" not in again.output
+
+
+def test_dose_samples_what_the_answers_stage_samples():
+    from repro.dose import em_question_texts, sampled_question_ids, sampled_tokens
+
+    beh = {"all_questions": ["a", "b", "c"], "max_new_tokens": 64}
+    assert sampled_question_ids(beh) == ["a", "b", "c"] and sampled_tokens(beh) == 64
+    beh = {**beh, "sampled_questions": ["c", "a"], "sampled_max_new_tokens": 48}
+    assert sampled_question_ids(beh) == ["a", "c"] and sampled_tokens(beh) == 48     # all_questions' order
+    prompts = {"eval_questions": {"a": "qa", "b": "qb", "c": "qc"}}
+    assert em_question_texts(prompts, beh) == [("a", "qa"), ("c", "qc")]
