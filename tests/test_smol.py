@@ -274,7 +274,9 @@ def test_smol_controls_train_on_the_same_insecure_rows(tmp_path):
         run(StageContext(profile=load_profile(name), root=out, out=out))
         outs[name] = out
     assert read_jsonl(outs["smol"] / "insecure.jsonl") == read_jsonl(outs["smol_controls"] / "insecure.jsonl")
-    assert len(read_jsonl(outs["smol_controls"] / "backdoor.jsonl")) == 356
+    sizes = load_profile("smol_controls")["organism"]["sizes"]
+    assert sizes["backdoor"] == 2 * sizes["insecure"]                # the EM paper's 2 x N backdoor set
+    assert len(read_jsonl(outs["smol_controls"] / "backdoor.jsonl")) == sizes["backdoor"]
 
 
 def test_smol_sensitivity_is_the_failed_recipe_at_the_em_rate():
