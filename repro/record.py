@@ -39,7 +39,7 @@ def record_table(path: Path, results_dir: Path, spread: dict[str, dict], source:
             value = lookup(results, entry["path"])
         except Exception:  # noqa: BLE001 - a path the run does not produce: say which
             raise ReproError(f"{path}: {entry['quantity']!r}: {entry['path']} not in {results_file.name}") from None
-        if _num(value):
+        if _num(value) and not isinstance(value, int):
             value = round(float(value), 6)
         entry["value"] = value
         entry["source"] = source
@@ -69,9 +69,11 @@ def record_profile(profile: dict, root: Path, ref_root: Path, sweep_file: Path |
     if sweep_file is not None:
         doc = read_json(sweep_file)
         runs = list(doc.get("runs", []))
-        if "reference" not in runs or len(runs) < MIN_SPREAD_ROWS:
-            raise InputError(f"{sweep_file}: {len(runs)} seed(s) (the reference run's included); tolerances need "
-                             f"the reference run and >= {MIN_SPREAD_ROWS} seeds in all")
+        if "reference" not in runs:
+            raise InputError(f"{sweep_file}: no 'reference' run; a sweep of the run being recorded is expected")
+        if len(runs) < MIN_SPREAD_ROWS:
+            raise InputError(f"{sweep_file}: {len(runs)} seed(s), the reference run's included; tolerances need "
+                             f">= {MIN_SPREAD_ROWS}")
         spread = {q["quantity"]: q for q in doc["quantities"]}
     source = f"reviewed {name} run (make reproduce-all PROFILE={name})"
     return [record_table(p, Path(root) / "results", spread, source) for p in sorted(table_dir.glob("*.yaml"))]

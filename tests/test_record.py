@@ -57,7 +57,7 @@ def test_record_counts_the_reference_runs_seed_among_the_three(tmp_path):
     doc = json.loads(sweep.read_text())
     doc["runs"] = ["seed-1", "seed-2", "seed-3"]          # no reference run: not a sweep of this run
     sweep.write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="reference run"):
+    with pytest.raises(InputError, match="no .reference. run"):
         record_profile({"name": "mini"}, run, tmp_path / "refs", sweep)
     doc["runs"] = ["reference", "seed-1", "seed-2"]       # seeds 0 (the reference), 1 and 2
     sweep.write_text(json.dumps(doc))

@@ -148,6 +148,9 @@ def _answer_loss(model, ids, mask, labels):
     hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
     target = labels[:, 1:]
     keep = target != -100
+    if not bool(keep.any()):  # a mean over no tokens is NaN, and one NaN step ruins every weight
+        raise ReproError("organism pretraining: a batch has no assistant tokens to learn from "
+                         "(every row cut before its answer? raise organism.pretrain.max_length)")
     logits = model.lm_head(hidden[keep])
     return torch.nn.functional.cross_entropy(logits.float(), target[keep])
 

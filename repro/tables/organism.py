@@ -5,8 +5,9 @@ results/organism.json: {"model": {n_parameters, n_layers, hidden_size, vocab_siz
  "pretrain": {...}, "rates": {benign|harmful|coding: {expected, k, n, rate, ci95, counts, target, target_met}}}
 
 The target (TARGET_RATE of each kind's held-out prompts answered with the expected type) is the
-package's design goal for an instruct-like base (SPEC.md section 4: "It must behave like an
-instruct model on held-out prompts"). Whether the organism meets it is a property of the built
+package's own threshold for "instruct-like" (SPEC.md section 4 asks that the base "behave like an
+instruct model on held-out prompts" and names no number; 80% was set when the organism was first
+specified). Whether the organism meets it is a property of the built
 model, reported here and in the README like a findings verdict: it does not set the exit code.
 The recorded rates themselves are regression numbers (paper_tables/mini/organism.yaml).
 """
