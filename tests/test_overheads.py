@@ -66,7 +66,9 @@ def test_heap_frozen_leaves_a_callers_freeze_alone():
         frozen = gc.get_freeze_count()
         with heap_frozen(True):
             pass
-        assert gc.get_freeze_count() >= frozen > 0
+        # still frozen (an unfreeze would empty the permanent generation); a few frozen objects may
+        # have been freed meanwhile by reference counting, so the count need not be exactly the same
+        assert frozen > 0 and gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
 
