@@ -1,30 +1,13 @@
 """The profile keys that make a profile cheaper without changing what it measures
 (behavior.sampled_questions, behavior.sampled_max_new_tokens, activations.extraction_prompts):
-typed, checked at load time, absent unless given (so mini/paper keep their values and cache keys)."""
+absent unless given (so mini/paper keep their values and cache keys). Bad values are refused at
+load time: tests/test_schema.py::test_bad_values_fail_at_load_time."""
 
 from __future__ import annotations
 
-import pytest
+from test_schema import _write  # the same profile writer (an `extends: test` profile in tmp_path)
 
-from repro.config import ProfileError, load_profile
-
-
-def _write(tmp_path, extra: str) -> str:
-    path = tmp_path / "lean.yaml"
-    path.write_text(f"extends: test\nname: lean\n{extra}")
-    return str(path)
-
-
-@pytest.mark.parametrize("extra, expected", [
-    ("behavior:\n  sampled_questions: [no_such_question]\n",
-     r"behavior.sampled_questions: 'no_such_question' is not in behavior.all_questions"),
-    ("behavior:\n  sampled_questions: []\n", r"behavior.sampled_questions: List should have at least 1 item"),
-    ("behavior:\n  sampled_max_new_tokens: 0\n", r"behavior.sampled_max_new_tokens: Input should be greater than 0"),
-    ("activations:\n  extraction_prompts: 2\n", r"activations.extraction_prompts: Input should be greater than or equal to 3"),
-])
-def test_bad_cost_values_fail_at_load_time(tmp_path, extra, expected):
-    with pytest.raises(ProfileError, match=expected):
-        load_profile(_write(tmp_path, extra))
+from repro.config import load_profile
 
 
 def test_cost_keys_are_absent_unless_given(tmp_path):

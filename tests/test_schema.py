@@ -24,7 +24,12 @@ def _write(tmp_path, extra: str, name: str = "bad") -> str:
     ("recipes:\n  em_lora:\n    learning_rate: -1.0e-3\n", r"recipes.em_lora.learning_rate: Input should be greater than 0"),
     ("behavior:\n  backend: vlm\n", r"behavior.backend: Input should be 'hf' or 'vllm'"),
     ("recipes:\n  failed_full:\n    r: 8\n", r"recipes.failed_full.r: unknown key"),
-    ("vectors:\n  traits: [refusal, honesty]\n", r"vectors.traits\[1\]: .*honesty.yaml: trait file not found"),
+    ("vectors:\n  traits: [refusal, honesty]\n", r"vectors.traits\[1\]: .*honesty.yaml: trait file not found"),    # the cost keys (behavior.sampled_*, activations.extraction_prompts; tests/test_cost_keys.py)
+    ("behavior:\n  sampled_questions: [no_such_question]\n",
+     r"behavior.sampled_questions: 'no_such_question' is not in behavior.all_questions"),
+    ("behavior:\n  sampled_questions: []\n", r"behavior.sampled_questions: List should have at least 1 item"),
+    ("behavior:\n  sampled_max_new_tokens: 0\n", r"behavior.sampled_max_new_tokens: Input should be greater than 0"),
+    ("activations:\n  extraction_prompts: 2\n", r"activations.extraction_prompts: Input should be greater than or equal to 3"),
 ])
 def test_bad_values_fail_at_load_time(tmp_path, extra, expected):
     with pytest.raises(ProfileError, match=expected):
