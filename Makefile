@@ -3,7 +3,11 @@
 PROFILE ?= mini
 PYTHON  ?= python3
 VENV    := .venv
-REPRO   := $(VENV)/bin/repro --profile $(PROFILE)
+# Independent stages run side by side, one single-thread process each (the numbers are those of -j 1),
+# started only while the stages' estimated RAM stays within MAX_RAM_GB (repro/schedule.py).
+JOBS       ?= $(shell nproc 2>/dev/null || echo 1)
+MAX_RAM_GB ?= 6
+REPRO   := $(VENV)/bin/repro --profile $(PROFILE) --jobs $(JOBS) --max-ram-gb $(MAX_RAM_GB)
 STAMP   := $(VENV)/.installed
 ARGS    ?=
 DOCKER_IMAGE_GPU ?= em-repro:gpu
@@ -41,7 +45,7 @@ reproduce-all: $(STAMP) $(if $(filter smol%,$(PROFILE)),$(SMOL_STAMP))
 # runs with the EM recipe, in runs/smol_controls. Its time is smol's plus ~4 EM-run equivalents of training
 # and 3 models' behaviour (the backdoor model answers twice, with and without the trigger): see README.
 reproduce-controls: $(STAMP) $(SMOL_STAMP)
-	$(VENV)/bin/repro --profile smol_controls reproduce-all $(ARGS)
+	$(VENV)/bin/repro --profile smol_controls --jobs $(JOBS) --max-ram-gb $(MAX_RAM_GB) reproduce-all $(ARGS)
 
 # Dose-response of the EM finetune (not part of reproduce-all): one EM run per learning rate with a
 # checkpoint at each step; coherent-code rate and refusal shift per checkpoint -> runs/<profile>/dose/.

@@ -14,8 +14,10 @@ DEFAULT_PROFILE = os.environ.get("REPRO_PROFILE", "mini")
 
 
 class Settings:
-    def __init__(self, profile: str, out: str | None, force: bool, quiet: bool):
+    def __init__(self, profile: str, out: str | None, force: bool, quiet: bool, jobs: int = 1,
+                 max_ram_gb: float | None = None):
         self.profile_name, self.out, self.force, self.quiet = profile, out, force, quiet
+        self.jobs, self.max_ram_gb = jobs, max_ram_gb
         self.seed: int | None = None
         self._loaded: tuple | None = None
 
@@ -100,23 +102,29 @@ class ReproGroup(click.Group):
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Run directory (default: runs/<profile>).")
 @click.option("--force", is_flag=True, help="Redo stages even when a cached result with the same config exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, envvar="REPRO_JOBS",
+              show_default=True, show_envvar=True,
+              help="Independent stages run side by side, one process each (CPU profiles; same numbers as -j 1).")
+@click.option("--max-ram-gb", type=click.FloatRange(min=0.5), default=None, envvar="REPRO_MAX_RAM_GB",
+              help="With --jobs > 1: start a stage beside others only if their estimated RAM stays within this.")
 @click.version_option(package_name="em-repro")
 @click.pass_context
-def cli(ctx, profile, out, force, quiet):
+def cli(ctx, profile, out, force, quiet, jobs, max_ram_gb):
     """Reproduce the Emergent Misalignment trait-vector findings (every table), and compare
     each reproduced number with the reference numbers in paper_tables/<profile>/."""
-    ctx.obj = Settings(profile, out, force, quiet)
+    ctx.obj = Settings(profile, out, force, quiet, jobs, max_ram_gb)
 
 
 def _run_targets(s: Settings, targets: list[str], options: dict | None = None) -> None:
     from .pipeline import build_graph
-    from .runner import run_pipeline
+    from .schedule import run_parallel
 
     profile = s.profile()
     options = {"progress": not s.quiet, **(options or {})}
     graph = build_graph(profile, options)
     check_disk(profile, s.root(profile))
-    run_pipeline(graph, targets, profile=profile, root=s.root(profile), options=options, force=s.force)
+    run_parallel(graph, targets, profile=profile, root=s.root(profile), jobs=s.jobs, max_ram_gb=s.max_ram_gb,
+                 options=options, force=s.force)
 
 
 def check_disk(profile: dict, root) -> None:

@@ -44,7 +44,7 @@ needs_avx2 = pytest.mark.skipif(not _has_avx2(), reason="the pin targets x86-64 
 
 
 def _cli(out: Path, caller: dict, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS and k != "REPRO_JOBS"}
     env.update(caller, PYTHONPATH=str(REPO))
     return subprocess.Popen([sys.executable, "-m", "repro.cli", "--profile", "test", "--out", str(out), "--quiet", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -95,11 +95,15 @@ def test_test_profile_gives_identical_results_under_two_caller_dispatch_settings
     import torch
 
     dirs = [tmp_path / "a", tmp_path / "b"]
-    procs = [_cli(d, caller, "run") for d, caller in zip(dirs, CALLERS)]  # concurrently: one thread each
+    # concurrently: one thread each; the second run's independent stages also run side by side in
+    # worker processes (--jobs 2, repro/schedule.py), which must not change a bit either
+    procs = [_cli(d, caller, *jobs, "run") for d, caller, jobs in zip(dirs, CALLERS, ([], ["--jobs", "2"]))]
     for proc in procs:
         _finish(proc)
     for d in dirs:
         _check_pinned(d)
+    schedule = json.loads((dirs[1] / "stages" / "_schedule.json").read_text())
+    assert schedule["jobs"] == 2 and schedule["failed"] is None and len(schedule["stages_run"]) > 20
     names = sorted(p.name for p in (dirs[0] / "results").glob("*.json"))
     assert len(names) >= 9 and names == sorted(p.name for p in (dirs[1] / "results").glob("*.json"))
     for name in names:

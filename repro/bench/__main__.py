@@ -35,6 +35,15 @@ def main(argv: list[str] | None = None) -> dict:
     console.rule("activation capture: all layers, batched single pass vs per-prompt per-layer hooks")
     capture = run_capture_bench()
     print_table(capture)
+    # The same on a real model when the smol profile has converted one (make reproduce-all PROFILE=smol).
+    smol_dir = REPO_ROOT / "runs" / "smol" / "convert" / "smol_base" / "model"
+    capture_smol = None
+    if (smol_dir / "config.json").is_file():
+        console.rule("activation capture on SmolLM2-135M-Instruct (runs/smol's converted model), same prompts")
+        capture_smol = run_capture_bench(str(smol_dir), n_prompts=100 if args.quick else 200)
+        print_table(capture_smol)
+    else:
+        console.print(f"(no converted smol model in {smol_dir}: capture on the real model skipped)")
     console.rule("extraction: 6 methods x all layers, batched vs per-layer scikit-learn loop (paper dims)")
     extraction = run_extraction_bench(layers=16 if args.quick else 64)
     render(extraction)
@@ -50,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
         for r in timings:
             console.print(f"{r['stage']:32s} {r['wall_seconds']:8.1f} s {r['peak_rss_mb']:8.0f} MB")
         console.print(f"{'total':32s} {sum(r['wall_seconds'] for r in timings):8.1f} s")
-    result = {"capture": capture, "extraction": extraction, "pin": {"bits": pin_bits, "speed": pin_speed},
+    result = {"capture": capture, "capture_smol": capture_smol, "extraction": extraction, "pin": {"bits": pin_bits, "speed": pin_speed},
               "mini_stages": timings}
     write_json(args.out / "bench.json", result)
     console.print(f"written: {args.out / 'bench.json'}")

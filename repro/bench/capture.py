@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -82,19 +83,25 @@ def baseline_capture(model, tokenizer, texts: list[str]) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def _best_time(fn, repeats: int):
-    best, result = float("inf"), None
+def _paired_times(base_fn, ours_fn, repeats: int):
+    """Alternate the two sides `repeats` times (a busy neighbour then slows both alike); per-repeat
+    seconds of each side, the ratio of each pair, and the two results."""
+    base_s, ours_s, base, ours = [], [], None, None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        base = base_fn()
+        base_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ours = ours_fn()
+        ours_s.append(time.perf_counter() - t0)
+    return base_s, ours_s, [b / o for b, o in zip(base_s, ours_s)], base, ours
 
 
 def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: int = 0, *,
-                      batch_size: int = 32, repeats: int = 3, threads: int | None = None,
+                      batch_size: int = 32, repeats: int = 5, threads: int | None = None,
                       max_batch_tokens: int | None = None) -> dict:
-    """Time both captures (best of `repeats`, after a warm-up) and check they agree.
+    """Time both captures (`repeats` alternating pairs after a warm-up: medians, and the spread of the
+    per-pair ratio) and check they agree.
 
     Both sides run on the same torch thread count: first torch's default (or `threads`), then
     pinned to 1 thread (on a busy 2-core box the thread pool's spin-waits can dominate small ops,
@@ -126,12 +133,12 @@ def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: 
         try:
             baseline_capture(model, tok, texts[:4])  # warm-up: first-call allocations and kernel selection
             capture_activations(model, tok, texts[:4], pooling="mean_all", batch_size=4, progress=False)
-            base_s, base = _best_time(base_fn, repeats)
-            ours_s, ours = _best_time(ours_fn, repeats)
+            base_t, ours_t, ratios, base, ours = _paired_times(base_fn, ours_fn, repeats)
         finally:
             torch.set_num_threads(default_threads)
-        runs[label] = {"threads": n_threads, "baseline_s": base_s, "ours_s": ours_s, "speedup": base_s / ours_s,
-                       "max_abs_diff": float((base - ours).abs().max()), "shape": list(ours.shape)}
+        runs[label] = {"threads": n_threads, "baseline_s": statistics.median(base_t), "ours_s": statistics.median(ours_t),
+                       "speedup": statistics.median(ratios), "speedup_min": min(ratios), "speedup_max": max(ratios),
+                       "ratios": ratios, "max_abs_diff": float((base - ours).abs().max()), "shape": list(ours.shape)}
     cfg = model.config
     main = runs["default"]
     return {
@@ -152,6 +159,8 @@ def run_capture_bench(model_dir: str | None = None, n_prompts: int = 200, seed: 
         "baseline_s": main["baseline_s"],
         "ours_s": main["ours_s"],
         "speedup": main["speedup"],
+        "speedup_min": main["speedup_min"],
+        "speedup_max": main["speedup_max"],
         "max_abs_diff": max(r["max_abs_diff"] for r in runs.values()),
         "shape": main["shape"],
         "by_threads": runs,
@@ -170,7 +179,7 @@ def print_table(result: dict) -> None:
         ("params / layers / hidden", f"{result['params']:,} / {result['layers']} / {result['hidden']}"),
         ("prompts (tokens min/mean/max)",
          f"{result['n_prompts']} ({result['tokens_min']}/{result['tokens_mean']:.1f}/{result['tokens_max']})"),
-        ("batch size / max tokens / best of",
+        ("batch size / max tokens / repeats (medians shown)",
          f"{result['batch_size']} / {result['max_batch_tokens'] or '-'} / {result['repeats']}"),
         ("load average (1 min, after the run)", f"{result['load_avg_1m']:.2f}"),
     ]
@@ -178,7 +187,8 @@ def print_table(result: dict) -> None:
         rows += [
             (f"[{run['threads']} thread(s)] baseline: per-prompt hooks, full forward", f"{run['baseline_s']:.3f} s"),
             (f"[{run['threads']} thread(s)] ours: capture_activations", f"{run['ours_s']:.3f} s"),
-            (f"[{run['threads']} thread(s)] speed-up", f"{run['speedup']:.1f}x"),
+            (f"[{run['threads']} thread(s)] speed-up, median (min-max)",
+             f"{run['speedup']:.1f}x ({run['speedup_min']:.1f}-{run['speedup_max']:.1f})"),
         ]
     rows += [
         ("max |baseline - ours|", f"{result['max_abs_diff']:.2e}"),
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-prompts", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for the first measurement (default: torch's); a 1-thread one follows")
     parser.add_argument("--max-batch-tokens", type=int, default=None, help="cap on padded tokens per batch")
