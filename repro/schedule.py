@@ -175,7 +175,7 @@ def run_parallel(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
                     finished.add(name)
                     records.append(rec)
                     log(f"[done]   {name} in {rec['wall_seconds']:.1f}s, peak RSS {rec['peak_rss_mb']:.0f} MB "
-                        f"({len([n for n in order if n in finished])}/{len(order)} stages)")
+                        f"({len(finished)}/{len(order)} stages)")
         summary = {"jobs": jobs, "max_ram_gb": max_ram_gb, "wall_seconds": round(time.perf_counter() - start, 1),
                    "stage_seconds": round(sum(r["wall_seconds"] for r in records), 1),
                    "peak_rss_all_processes_mb": round(mem.peak / 2**20, 1), "stages_run": [r["stage"] for r in records],
