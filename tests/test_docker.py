@@ -19,7 +19,9 @@ import json
 import os
 import re
 import socket
+import time
 import tomllib
+import urllib.error
 import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -276,6 +278,7 @@ def test_accelerate_configs_are_valid():
 PYPI = "https://pypi.org/simple"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TIMEOUT = 20
+RETRIES = 4
 
 
 def _reachable(host: str) -> bool:
@@ -293,10 +296,27 @@ def _needs(host: str):
         pytest.skip(f"{host} not reachable")
 
 
+def _fetch(req: urllib.request.Request, expect_status: int | None = None) -> bytes:
+    """The response body; a transient network failure (DNS, reset, timeout) is retried, then skips the
+    test: the index was reachable when the test began, so a lost network says nothing about a lock.
+    An HTTP error (404, 500) is an answer from the index and fails the test."""
+    for attempt in range(RETRIES):
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+                assert expect_status is None or resp.status == expect_status, \
+                    f"{req.full_url}: HTTP {resp.status}, expected {expect_status}"
+                return resp.read()
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if attempt == RETRIES - 1:
+                pytest.skip(f"network lost during the test ({req.full_url}: {exc})")
+            time.sleep(2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def _get(url: str, accept: str | None = None) -> bytes:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-        return resp.read()
+    return _fetch(urllib.request.Request(url, headers={"Accept": accept} if accept else {}))
 
 
 def _target_tags() -> set[tags.Tag]:
@@ -384,9 +404,7 @@ class _RangeFile(io.RawIOBase):
             start = index * self.BLOCK
             end = min(start + self.BLOCK, self.size) - 1
             req = urllib.request.Request(self.url, headers={"Range": f"bytes={start}-{end}"})
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-                assert resp.status == 206, f"{self.url}: server ignored the Range header"
-                self.blocks[index] = resp.read()
+            self.blocks[index] = _fetch(req, expect_status=206)  # 200: the server ignored the Range header
         return self.blocks[index]
 
     def read(self, n=-1):
@@ -514,3 +532,25 @@ def test_lock_parser_rejects_unhashed_or_unpinned(tmp_path):
     bad.write_text("torch==2.9.0\n")
     with pytest.raises(AssertionError, match="no --hash"):
         parse_lock(bad)
+
+
+def test_lost_network_skips_but_an_http_error_fails(monkeypatch):
+    """A DNS failure mid-test is retried then skips; a 404 from the index is a failure, not a skip."""
+    calls = []
+
+    def no_dns(req, timeout):
+        calls.append(req.full_url)
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_dns)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    with pytest.raises(pytest.skip.Exception, match="network lost"):
+        _get(f"{PYPI}/torch/")
+    assert len(calls) == RETRIES
+
+    def not_found(req, timeout):
+        raise urllib.error.HTTPError(req.full_url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_found)
+    with pytest.raises(urllib.error.HTTPError):
+        _get(f"{PYPI}/no-such-package/")

@@ -190,6 +190,46 @@ def test_failed_launch_is_one_line_naming_the_log(tmp_path, tiny_model_dir):
     assert "error: " in log.read_text()
 
 
+_TORCHRUN_TAIL = """E1202 13:51:32.491000 2709 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: {code})
+Traceback (most recent call last):
+  File "torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-02_13:48:56
+  host      : vm
+  rank      : 1 (local_rank: 1)
+  exitcode  : {code} (pid: 2150)
+  error_file: <N/A>
+============================================================
+=== exit code 1
+"""
+
+
+@pytest.mark.parametrize("rank_output, code, expected", [
+    ("Traceback (most recent call last):\n  File \"x.py\", line 3\nRuntimeError: Gloo connectFullMesh failed\n",
+     1, "RuntimeError: Gloo connectFullMesh failed"),
+    ("", -9, "rank 1 was stopped by SIGKILL (killed: out of memory?), no traceback"),
+    ("", 3, "rank 1 exited with code 3, no traceback"),
+])
+def test_launch_failure_names_the_rank_cause_not_torchruns_wrapper(tmp_path, rank_output, code, expected):
+    log = tmp_path / "train__x.launch.log"
+    earlier = "=== 2026-12-01T10:00:00 accelerate launch ...\nerror: an earlier launch's error\n=== exit code 1\n"
+    log.write_text(earlier + "=== 2026-12-02T13:48:55 accelerate launch ...\n" + rank_output
+                   + _TORCHRUN_TAIL.format(code=code))
+    assert launch._last_error(log) == expected
+
+
+def test_cpu_ranks_use_loopback_gloo_gpu_ranks_keep_the_environment(monkeypatch):
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    assert launch._child_env(None, repo_path(CPU_2PROC))["GLOO_SOCKET_IFNAME"] == "lo"
+    assert "GLOO_SOCKET_IFNAME" not in launch._child_env(None, repo_path("docker/accelerate/fsdp.yaml"))
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")  # a user's choice is kept
+    assert launch._child_env(None, repo_path(CPU_2PROC))["GLOO_SOCKET_IFNAME"] == "eth7"
+
+
 def test_non_accelerate_plan_is_rejected(tmp_path):
     with pytest.raises(ReproError, match="needs an 'accelerate' plan"):
         launch.launch_training("x", dict(FAILED), "m", tmp_path / "r.jsonl", tmp_path / "o",

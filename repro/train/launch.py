@@ -142,7 +142,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _child_env(parent_lock: str | None) -> dict:
+def _child_env(parent_lock: str | None, accel_cfg: Path | None = None) -> dict:
     env = os.environ.copy()
     # The ranks import the same `repro` as this process, installed or not.
     package_root = str(Path(__file__).resolve().parents[2])
@@ -150,23 +150,58 @@ def _child_env(parent_lock: str | None) -> dict:
     if parent_lock:
         env[PARENT_ENV] = str(parent_lock)
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for its ranks; set here to skip its warning
+    if accel_cfg is not None and _cpu_ranks(accel_cfg):
+        # CPU ranks on one machine talk gloo over loopback; otherwise gloo looks the hostname up, which
+        # depends on the machine's DNS and /etc/hosts (torch's ProcessGroupGloo default device).
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     return env
 
 
+def _cpu_ranks(accel_cfg: Path) -> bool:
+    """The accelerate config starts CPU ranks on one machine (use_cpu, num_machines 1)."""
+    import yaml
+
+    cfg = yaml.safe_load(accel_cfg.read_text(encoding="utf-8")) or {}
+    return bool(cfg.get("use_cpu")) and int(cfg.get("num_machines") or 1) == 1
+
+
 def _last_error(log_path: Path) -> str:
-    """The ranks' one-line ReproError ('error: ...'), or the last exception line of a traceback."""
+    """Why the last launch in the log failed: a rank's one-line ReproError ('error: ...'), else the last
+    exception line of a rank's traceback, else the exit code (and signal) torchrun reports as the root
+    cause. torchrun's own ChildFailedError says only that a rank failed, so it is passed over."""
     try:
         lines = [ln.strip() for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
     except OSError:
         return ""
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("=== ") and not ln.startswith("=== exit code")]
+    lines = lines[starts[-1]:] if starts else lines  # the log is appended to by every launch
     for ln in reversed(lines):
         if ln.startswith("error: "):
             return ln[len("error: "):]
     for ln in reversed(lines):
         head = ln.split(":", 1)[0]
-        if head.endswith(("Error", "Exception")) and " " not in head:
+        if head.endswith(("Error", "Exception")) and " " not in head and not head.endswith("ChildFailedError"):
             return ln
-    return ""
+    return _root_cause(lines)
+
+
+def _root_cause(lines: list[str]) -> str:
+    """'rank R exited with code C' from torchrun's 'Root Cause' block; a negative code names the signal."""
+    import re
+
+    block = lines[next((i for i, ln in enumerate(lines) if ln.startswith("Root Cause")), len(lines)):]
+    rank = next((m.group(1) for ln in block if (m := re.match(r"rank\s*:\s*(\d+)", ln))), None)
+    code = next((int(m.group(1)) for ln in block if (m := re.match(r"exitcode\s*:\s*(-?\d+)", ln))), None)
+    if rank is None or code is None:
+        return ""
+    if code < 0:
+        try:
+            sig = signal.Signals(-code).name
+        except ValueError:
+            sig = f"signal {-code}"
+        why = " (killed: out of memory?)" if sig == "SIGKILL" else ""
+        return f"rank {rank} was stopped by {sig}{why}, no traceback"
+    return f"rank {rank} exited with code {code}, no traceback"
 
 
 def launch_training(run_name: str, recipe: dict, base_model_path: str, rows_path: Path, out_dir: Path, *,
@@ -197,7 +232,7 @@ def launch_training(run_name: str, recipe: dict, base_model_path: str, rows_path
         log.flush()
         # Own process group: an interrupted stage stops every rank, not only the launcher.
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                env=_child_env(parent_lock), start_new_session=True)
+                                env=_child_env(parent_lock, accel_cfg), start_new_session=True)
         try:
             for line in proc.stdout:
                 log.write(line)
