@@ -290,12 +290,20 @@ def run_pipeline(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
                 rec = run_stage(stage, {"profile": profile, "options": options}, root, keys[name], force=force)
             except ReproError:
                 raise
-            except Exception as exc:  # an unexpected failure: keep the traceback in a log, one line on screen
-                raise ReproError(f"stage {name} failed: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''} ({_save_traceback(root, name)})") from exc
+            except Exception as exc:
+                raise stage_error(name, root, exc) from exc
             log(f"[done]   {name} in {rec['wall_seconds']:.1f}s, peak RSS {rec['peak_rss_mb']:.0f} MB")
             records.append(rec)
         return records
+
+
+def stage_error(name: str, root: Path, exc: BaseException) -> ReproError:
+    """A stage's failure as one line: a ReproError as it is; an unexpected exception by type and first
+    line, its traceback kept in <root>/logs/ (call it inside the except block that caught exc)."""
+    if isinstance(exc, ReproError):
+        return exc
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return ReproError(f"stage {name} failed: {type(exc).__name__}: {first} ({_save_traceback(root, name)})")
 
 
 def _save_traceback(root: Path, name: str) -> str:

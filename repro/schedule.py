@@ -30,18 +30,9 @@ from typing import Callable
 from .errors import ReproError
 from .io import write_json
 from .lock import run_dir_lock
-from .runner import PeakRSS, Stage, closure, is_fresh, read_record, run_stage, stage_keys
+from .runner import PeakRSS, Stage, closure, is_fresh, read_record, run_stage, stage_error, stage_keys
 
 BASE_PROCESS_MB = 400   # a Python process with torch and transformers imported, before any model
-
-
-def _stage_error(name: str, root: Path, exc: BaseException) -> ReproError:
-    from .runner import _save_traceback
-
-    if isinstance(exc, ReproError):
-        return exc
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return ReproError(f"stage {name} failed: {type(exc).__name__}: {first} ({_save_traceback(root, name)})")
 
 
 def _work(profile: dict, options: dict, root: str, name: str, key: str, force: bool) -> dict:
@@ -56,7 +47,7 @@ def _work(profile: dict, options: dict, root: str, name: str, key: str, force: b
     try:
         return run_stage(graph[name], {"profile": profile, "options": options}, Path(root), key, force=force)
     except BaseException as exc:  # a ReproError crosses the process boundary (pickled by its message)
-        raise _stage_error(name, Path(root), exc) from None
+        raise stage_error(name, Path(root), exc) from None
 
 
 # Peak RSS per stage kind, in fp32 copies of the model's weights (W) on top of a bare process:
@@ -143,7 +134,7 @@ def run_parallel(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
                             try:
                                 records.append(run_stage(stage, {"profile": profile, "options": options}, root, keys[name]))
                             except BaseException as exc:
-                                failure = _stage_error(name, root, exc)
+                                failure = stage_error(name, root, exc)
                                 break
                         else:
                             need = estimates.get(name, budget_mb)
@@ -169,7 +160,7 @@ def run_parallel(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
                     try:
                         rec = future.result()
                     except BaseException as exc:  # the first failure stops new launches; running ones finish
-                        failure = failure or _stage_error(name, root, exc)
+                        failure = failure or stage_error(name, root, exc)
                         log(f"[failed] {name}")
                         continue
                     finished.add(name)

@@ -299,7 +299,7 @@ def test_load_vectors_errors(tmp_path):
 def test_bench_runs_small_and_agrees():
     from repro.bench.extraction import run_extraction_bench
 
-    result = run_extraction_bench(n=40, layers=2, dim=64, seed=0)
+    result = run_extraction_bench(n=40, layers=2, dim=64, seed=0, repeats=2)
     assert result["probe_accuracy"]["agree_within_1_point"]
     assert result["cosine_batched_vs_loop"]["probe"] >= 0.99
     assert result["cosine_batched_vs_loop"]["mean_diff"] >= 0.999
@@ -308,6 +308,8 @@ def test_bench_runs_small_and_agrees():
     # Both baselines in one run: library-default thread pools and BLAS pinned to one thread.
     assert set(result["speedup_by_loop"]) == {"library_default", "pinned_1"}
     assert result["speedup"] == min(result["speedup_by_loop"].values())
+    for label, (low, high) in result["speedup_range_by_loop"].items():  # the median lies in its rounds' range
+        assert low <= result["speedup_by_loop"][label] <= high and result["config"]["repeats"] == 2
 
 
 def test_mean_diff_exact_despite_huge_offset():

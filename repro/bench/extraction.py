@@ -13,6 +13,7 @@ and agreement: held-out probe accuracy of both (must agree within 1 point) and c
 from __future__ import annotations
 
 import os
+import statistics
 import time
 import warnings
 from typing import Sequence
@@ -126,14 +127,18 @@ def _label(blas_threads: int | None) -> str:
 
 
 def run_extraction_bench(n: int = 200, layers: int = 64, dim: int = 5120, seed: int = 0,
-                         loop_blas_threads: Sequence[int | None] = (None, 1)) -> dict:
+                         loop_blas_threads: Sequence[int | None] = (None, 1), repeats: int = 3) -> dict:
     """Time both paths on the same synthetic data; return a JSON-ready dict of times and agreement.
 
     The scikit-learn loop runs once per entry of `loop_blas_threads` (None = the libraries' default
     thread pools, as the original scripts ran; 1 = BLAS/OpenMP pinned to one thread, which on a
-    busy 2-core box is much faster), so both ratios come from one run. `speedup` is the most
-    conservative of them (the fastest loop).
+    busy 2-core box is much faster), so both ratios come from one run. Each of `repeats` rounds
+    times the batched call and then each loop (alternating, so a busy neighbour slows both sides
+    alike); times are medians over the rounds, each ratio the median of the per-round ratios with
+    its min-max. `speedup` is the most conservative of them (the fastest loop).
     """
+    if repeats < 1:
+        raise InputError(f"bench.extraction: repeats must be >= 1, got {repeats}")
     loop_blas_threads = list(loop_blas_threads) or [None]
     data = make_synthetic(n, layers, dim, seed)
     pos, neg = data["pos"], data["neg"]
@@ -146,20 +151,31 @@ def run_extraction_bench(n: int = 200, layers: int = 64, dim: int = 5120, seed: 
         start = time.perf_counter()
         extract_vectors(pos, neg, [method], seed=seed)
         batched_secs[method] = time.perf_counter() - start
-    start = time.perf_counter()
-    batched = extract_vectors(pos, neg, METHODS, seed=seed)  # all at once: probe and ICA share the Gram
-    batched_total = time.perf_counter() - start
+
+    batched_totals: list[float] = []
+    rounds: dict[str, list[tuple[dict, float]]] = {_label(t): [] for t in loop_blas_threads}  # (secs, ratio)
+    reference = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        batched = extract_vectors(pos, neg, METHODS, seed=seed)  # all at once: probe and ICA share the Gram
+        batched_totals.append(time.perf_counter() - start)
+        for blas_threads in loop_blas_threads:
+            vecs, secs = sklearn_loop(pos, neg, seed, blas_threads=blas_threads)
+            reference = vecs if reference is None or blas_threads == 1 else reference
+            rounds[_label(blas_threads)].append((secs, sum(secs.values()) / batched_totals[-1]))
+    batched_total = statistics.median(batched_totals)
 
     loops = {}
-    reference = None
     for blas_threads in loop_blas_threads:
-        vecs, secs = sklearn_loop(pos, neg, seed, blas_threads=blas_threads)
-        reference = vecs if reference is None or blas_threads == 1 else reference
-        total = sum(secs.values())
-        loops[_label(blas_threads)] = {"blas_threads": blas_threads or "library default",
-                                       "seconds": {m: round(v, 4) for m, v in secs.items()},
-                                       "total_s": round(total, 3), "speedup": round(total / batched_total, 2)}
-    fastest = min(loops.values(), key=lambda r: r["total_s"])
+        label = _label(blas_threads)
+        ratios = [ratio for _, ratio in rounds[label]]
+        per_method = {m: statistics.median(secs[m] for secs, _ in rounds[label]) for m in METHODS}
+        loops[label] = {"blas_threads": blas_threads or "library default",
+                        "seconds": {m: round(v, 4) for m, v in per_method.items()},
+                        "total_s": round(statistics.median(sum(secs.values()) for secs, _ in rounds[label]), 3),
+                        "speedup": round(statistics.median(ratios), 2),
+                        "speedup_min": round(min(ratios), 2), "speedup_max": round(max(ratios), 2)}
+    fastest = min(loops.values(), key=lambda r: r["speedup"])
 
     acc = {}
     for label, vecs in (("batched", batched), ("sklearn", reference)):
@@ -168,7 +184,7 @@ def run_extraction_bench(n: int = 200, layers: int = 64, dim: int = 5120, seed: 
     planted = {m: float(_abs_cos(batched[m], data["direction"]).mean()) for m in METHODS}
     return {
         "config": {"n": n, "layers": layers, "dim": dim, "seed": seed, "threads": torch.get_num_threads(),
-                   "loop_blas_threads": [_label(t) for t in loop_blas_threads],
+                   "loop_blas_threads": [_label(t) for t in loop_blas_threads], "repeats": repeats,
                    "separation_sd": SEPARATION, "n_val": len(data["pos_val"]) + len(data["neg_val"]),
                    "load_avg_1m_after": round(os.getloadavg()[0], 2)},
         "seconds": {
@@ -180,6 +196,7 @@ def run_extraction_bench(n: int = 200, layers: int = 64, dim: int = 5120, seed: 
         "total_batched_s": round(batched_total, 3),
         "speedup": fastest["speedup"],
         "speedup_by_loop": {label: r["speedup"] for label, r in loops.items()},
+        "speedup_range_by_loop": {label: [r["speedup_min"], r["speedup_max"]] for label, r in loops.items()},
         "probe_accuracy": {
             "batched_mean": float(acc["batched"].mean()),
             "sklearn_mean": float(acc["sklearn"].mean()),
@@ -201,7 +218,8 @@ def render(result: dict) -> None:
     cfg = result["config"]
     loops = result["loops"]
     table = Table(title=f"Extraction: {cfg['n']} examples x {cfg['layers']} layers x D={cfg['dim']} "
-                        f"(batched: torch {cfg['threads']} threads; load avg {cfg['load_avg_1m_after']})")
+                        f"(batched: torch {cfg['threads']} threads; medians of {cfg['repeats']} rounds; "
+                        f"load avg {cfg['load_avg_1m_after']})")
     table.add_column("method")
     for label in loops:
         table.add_column(f"sklearn loop, BLAS {label.replace('_', ' ')} (s)", justify="right")
@@ -219,8 +237,9 @@ def render(result: dict) -> None:
     for label, r in loops.items():
         which = ("scikit-learn with its libraries' default thread pools (as the original ran)" if label == "library_default"
                  else f"scikit-learn with BLAS/OpenMP pinned to {r['blas_threads']} thread(s)")
-        console.print(f"speed-up vs {which}: [bold]{r['speedup']:.1f}x[/bold] "
-                      f"({r['total_s']:.2f} s / {result['total_batched_s']:.2f} s)")
+        console.print(f"speed-up vs {which}: [bold]{r['speedup']:.1f}x[/bold] median of {cfg['repeats']} rounds "
+                      f"(min-max {r['speedup_min']:.1f}-{r['speedup_max']:.1f}x; medians {r['total_s']:.2f} s / "
+                      f"{result['total_batched_s']:.2f} s)")
     acc = result["probe_accuracy"]
     console.print(
         f"probe held-out accuracy: batched {acc['batched_mean']:.4f}, sklearn {acc['sklearn_mean']:.4f}, "
@@ -239,17 +258,20 @@ def render(result: dict) -> None:
 @click.option("--layers", default=64, show_default=True, help="layers")
 @click.option("--dim", default=5120, show_default=True, help="hidden size D")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1),
+              help="alternating rounds (batched, then each loop); medians and min-max ratios")
 @click.option("--loop-blas-threads", "loop_blas_threads", multiple=True, default=("default", "1"), show_default=True,
               help="scikit-learn loop thread settings to time, repeatable: 'default' (library pools) or a count")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="also write the result as JSON")
-def main(n: int, layers: int, dim: int, seed: int, loop_blas_threads: tuple[str, ...], json_path: str | None) -> None:
+def main(n: int, layers: int, dim: int, seed: int, repeats: int, loop_blas_threads: tuple[str, ...],
+         json_path: str | None) -> None:
     """Time 6 extraction methods x all layers: batched vs a per-layer scikit-learn loop."""
     settings = []
     for value in loop_blas_threads:
         if value != "default" and not (value.isdigit() and int(value) >= 1):
             raise click.BadParameter(f"expected 'default' or a positive count, got {value!r}", param_hint="--loop-blas-threads")
         settings.append(None if value == "default" else int(value))
-    result = run_extraction_bench(n=n, layers=layers, dim=dim, seed=seed, loop_blas_threads=settings)
+    result = run_extraction_bench(n=n, layers=layers, dim=dim, seed=seed, loop_blas_threads=settings, repeats=repeats)
     render(result)
     if json_path:
         from repro.io import write_json
