@@ -169,6 +169,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU features that decide which kernels torch, MKL, OpenBLAS and oneDNN would pick unpinned: a run's
+# record names them, so two machines' runs that disagree can be told apart by what their CPUs offer.
+DISPATCH_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def _cpu_features() -> dict:
+    vendor, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "vendor_id" and vendor is None:
+                vendor = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"vendor": vendor, "flags": [f for f in DISPATCH_FLAGS if f in flags]}
+
+
 def effective_runtime(profile: dict) -> dict:
     """Apply the thread count and read back what torch, MKL and OpenBLAS actually use.
 
@@ -210,6 +229,7 @@ def effective_runtime(profile: dict) -> dict:
         "torch": torch.__version__,
         "mkl": _mkl_version(),
         "cpu": _cpu_model(),
+        "cpu_features": _cpu_features(),
         "machine": platform.machine(),
     }
 
@@ -295,6 +315,8 @@ def report_lines(root: Path) -> list[str]:
         f"{p['api']} {p['threads']}" + (f" {p['architecture']}" if p.get("architecture") else "") for p in rt["blas"]))
     row("env", lambda rt, _: ", ".join(f"{k}={v}" for k, v in rt["env"].items() if v is not None) or "-")
     row("torch / MKL", lambda rt, _: f"{rt['torch']} / {(rt['mkl'] or 'no MKL').split(' for ')[0]}")
-    row("CPU", lambda rt, _: rt["cpu"])
+    row("CPU", lambda rt, _: rt["cpu"] + (f" ({rt['cpu_features']['vendor'] or '?'}: "
+                                          f"{' '.join(rt['cpu_features']['flags']) or 'no AVX'})"
+                                          if rt.get("cpu_features") else ""))
     row("stages run", lambda rt, i: sum(1 for j in by_stage.values() if j == i))
     return lines + [""]

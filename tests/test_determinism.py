@@ -87,6 +87,8 @@ def _check_pinned(run_dir: Path) -> None:
     assert eff["env"]["ATEN_CPU_CAPABILITY"] == "avx2" and eff["env"]["OMP_NUM_THREADS"] == "1"
     if eff["mkl_branch"] is not None:  # torch built with MKL
         assert eff["mkl_branch"] == "COMPATIBLE"
+    # what the CPU offers is recorded beside what the pin runs (the pin needs AVX2 and FMA)
+    assert {"avx2", "fma"} <= set(eff["cpu_features"]["flags"]) and eff["cpu_features"]["vendor"]
 
 
 @pytest.mark.slow

@@ -199,3 +199,39 @@ def test_dose_samples_what_the_answers_stage_samples():
     assert sampled_question_ids(beh) == ["a", "c"] and sampled_tokens(beh) == 48     # all_questions' order
     prompts = {"eval_questions": {"a": "qa", "b": "qb", "c": "qc"}}
     assert em_question_texts(prompts, beh) == [("a", "qa"), ("c", "qc")]
+
+
+# ----------------------------------------------------------------------------- the shipped smol sweep
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "paper_tables" / "smol" / "dose"
+
+
+def test_shipped_smol_dose_table_is_the_commands_output_for_the_current_profile():
+    """paper_tables/smol/dose/ holds `make dose PROFILE=smol`'s files as written: its Markdown re-renders
+    from its JSON, its CSV holds the same rows, and it was run with smol.yaml's current recipe, questions,
+    sampling and criterion (a changed profile makes it stale: rerun the sweep)."""
+    import csv
+
+    from repro.config import em_run, load_profile, recipe_for
+    from repro.dose import TABLE_COLUMNS, render_markdown, sampled_question_ids, sampled_tokens
+    from repro.io import read_json
+    from repro.tables.models import criterion_settings
+
+    doc = read_json(SHIPPED / "dose.json")
+    assert (SHIPPED / "dose.md").read_text() == render_markdown(doc)
+    with open(SHIPPED / "dose.csv", newline="") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == list(TABLE_COLUMNS) and len(table) - 1 == len(doc["rows"])
+    for row, r in zip(table[1:], doc["rows"]):
+        assert row[TABLE_COLUMNS.index("k")] == str(r["k"]) and row[TABLE_COLUMNS.index("step")] == str(r["step"])
+    assert (SHIPPED / "dose.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    profile = load_profile("smol")
+    em = em_run(profile)
+    recipe = recipe_for(profile, em)
+    beh = profile["behavior"]
+    assert (doc["run"], doc["base"]) == (em["name"], em["base"])
+    assert doc["recipe"] == {k: recipe.get(k) for k in doc["recipe"]}
+    assert doc["samples"] == beh["samples"] and doc["temperature"] == beh["temperature"]
+    assert doc["max_new_tokens"] == sampled_tokens(beh) and len(doc["questions"]) == len(sampled_question_ids(beh))
+    assert tuple(doc["criterion"].values()) == tuple(criterion_settings(profile))
+    assert recipe["learning_rate"] in doc["lrs"]  # the profile's rate is chosen from the sweep: it is one of its rates
