@@ -299,18 +299,18 @@ def run_pipeline(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
 
 def stage_error(name: str, root: Path, exc: BaseException) -> ReproError:
     """A stage's failure as one line: a ReproError as it is; an unexpected exception by type and first
-    line, its traceback kept in <root>/logs/ (call it inside the except block that caught exc)."""
+    line, its traceback kept in <root>/logs/."""
     if isinstance(exc, ReproError):
         return exc
     first = str(exc).splitlines()[0] if str(exc) else ""
-    return ReproError(f"stage {name} failed: {type(exc).__name__}: {first} ({_save_traceback(root, name)})")
+    return ReproError(f"stage {name} failed: {type(exc).__name__}: {first} ({_save_traceback(root, name, exc)})")
 
 
-def _save_traceback(root: Path, name: str) -> str:
+def _save_traceback(root: Path, name: str, exc: BaseException) -> str:
     log_path = root / "logs" / (name.replace("/", "__") + ".traceback.txt")
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(traceback.format_exc())
+        log_path.write_text("".join(traceback.format_exception(exc)))
     except OSError as exc:  # the run directory itself may be the problem
         return f"traceback not saved: {log_path.parent} not writable ({exc.strerror or exc})"
     return f"traceback in {log_path}"

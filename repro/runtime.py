@@ -171,21 +171,31 @@ def _cpu_model() -> str:
 
 # The CPU features that decide which kernels torch, MKL, OpenBLAS and oneDNN would pick unpinned: a run's
 # record names them, so two machines' runs that disagree can be told apart by what their CPUs offer.
-DISPATCH_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile")
+DISPATCH_FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                  "amx_tile", "amx_bf16", "amx_int8")
 
 
 def _cpu_features() -> dict:
-    vendor, flags = None, set()
+    """{'vendor', 'flags'}; flags None when they cannot be read (no /proc/cpuinfo, or no x86 flags line)."""
+    vendor, flags = None, None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "vendor_id" and vendor is None:
                 vendor = value.strip()
-            elif key.strip() == "flags" and not flags:
+            elif key.strip() == "flags" and flags is None:
                 flags = set(value.split())
     except OSError:
         pass
-    return {"vendor": vendor, "flags": [f for f in DISPATCH_FLAGS if f in flags]}
+    return {"vendor": vendor, "flags": None if flags is None else [f for f in DISPATCH_FLAGS if f in flags]}
+
+
+def _cpu_text(rt: dict) -> str:
+    feats = rt.get("cpu_features")
+    if not feats:
+        return rt["cpu"]
+    flags = "flags unknown" if feats["flags"] is None else (" ".join(feats["flags"]) or "no AVX")
+    return f"{rt['cpu']} ({feats['vendor'] or 'vendor unknown'}: {flags})"
 
 
 def effective_runtime(profile: dict) -> dict:
@@ -256,9 +266,11 @@ def enter_runtime(profile: dict, root: Path, stages: list[str], log=lambda s: pr
 
 
 def _record_key(eff: dict) -> dict:
-    """The part of an effective record that decides numerics (not the machine's name or pool paths)."""
+    """The part of an effective record that may decide numerics (not pool paths): the settings in effect, and
+    the CPU, so stages of one run directory that ran on two kinds of CPU show up as two runtimes."""
     return {k: eff[k] for k in ("settings", "pinned", "cpu_capability", "mkl_branch", "torch_threads", "torch", "mkl")} | {
-        "blas": sorted((p["api"] or "", str(p["architecture"]), str(p["threads"])) for p in eff["blas"])}
+        "blas": sorted((p["api"] or "", str(p["architecture"]), str(p["threads"])) for p in eff["blas"]),
+        "cpu": eff.get("cpu"), "cpu_features": eff.get("cpu_features")}
 
 
 def write_runtime_record(root: Path, eff: dict, stages: list[str]) -> Path:
@@ -315,8 +327,6 @@ def report_lines(root: Path) -> list[str]:
         f"{p['api']} {p['threads']}" + (f" {p['architecture']}" if p.get("architecture") else "") for p in rt["blas"]))
     row("env", lambda rt, _: ", ".join(f"{k}={v}" for k, v in rt["env"].items() if v is not None) or "-")
     row("torch / MKL", lambda rt, _: f"{rt['torch']} / {(rt['mkl'] or 'no MKL').split(' for ')[0]}")
-    row("CPU", lambda rt, _: rt["cpu"] + (f" ({rt['cpu_features']['vendor'] or '?'}: "
-                                          f"{' '.join(rt['cpu_features']['flags']) or 'no AVX'})"
-                                          if rt.get("cpu_features") else ""))
+    row("CPU", lambda rt, _: _cpu_text(rt))
     row("stages run", lambda rt, i: sum(1 for j in by_stage.values() if j == i))
     return lines + [""]

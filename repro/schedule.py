@@ -133,7 +133,7 @@ def run_parallel(graph: dict[str, Stage], targets: list[str], *, profile: dict, 
                             log(f"[run]    {name}" + (f" - {stage.description}" if stage.description else ""))
                             try:
                                 records.append(run_stage(stage, {"profile": profile, "options": options}, root, keys[name]))
-                            except BaseException as exc:
+                            except Exception as exc:  # Ctrl-C is not a stage failure: it stops the run as it is
                                 failure = stage_error(name, root, exc)
                                 break
                         else:

@@ -193,3 +193,19 @@ def test_runtime_record_shows_when_stages_ran_under_different_settings(tmp_path)
     rec = json.loads((tmp_path / "runtime.json").read_text())
     assert rec["by_stage"] == {"data": 0, "organism": 0} and len(rec["runtimes"]) == 1
     assert not any("different settings" in line for line in report_lines(tmp_path))
+
+
+def test_runtime_record_tells_two_cpus_apart_and_unknown_flags_are_not_no_avx(tmp_path):
+    base = {"settings": PIN, "pinned": True, "mismatch": [], "env": {}, "cpu_capability": "AVX2",
+            "mkl_branch": "COMPATIBLE", "torch_threads": 1, "blas": [], "torch": "2", "mkl": "MKL 2024 for x"}
+    intel = {**base, "cpu": "Xeon", "cpu_features": {"vendor": "GenuineIntel", "flags": ["avx2", "fma", "avx512f"]}}
+    amd = {**base, "cpu": "EPYC", "cpu_features": {"vendor": "AuthenticAMD", "flags": ["avx2", "fma"]}}
+    write_runtime_record(tmp_path, intel, ["data", "organism"])
+    write_runtime_record(tmp_path, amd, ["organism"])  # the same pin on another machine's CPU
+    rec = json.loads((tmp_path / "runtime.json").read_text())
+    assert rec["by_stage"] == {"data": 0, "organism": 1} and len(rec["runtimes"]) == 2
+    lines = report_lines(tmp_path)
+    assert any("Xeon (GenuineIntel: avx2 fma avx512f)" in ln and "EPYC (AuthenticAMD: avx2 fma)" in ln for ln in lines)
+    unknown = {**base, "cpu": "arm", "cpu_features": {"vendor": None, "flags": None}}
+    write_runtime_record(tmp_path / "arm", unknown, ["data"])
+    assert any("arm (vendor unknown: flags unknown)" in ln for ln in report_lines(tmp_path / "arm"))

@@ -211,8 +211,11 @@ Root Cause (first observed failure):
 @pytest.mark.parametrize("rank_output, code, expected", [
     ("Traceback (most recent call last):\n  File \"x.py\", line 3\nRuntimeError: Gloo connectFullMesh failed\n",
      1, "RuntimeError: Gloo connectFullMesh failed"),
-    ("", -9, "rank 1 was stopped by SIGKILL (killed: out of memory?), no traceback"),
-    ("", 3, "rank 1 exited with code 3, no traceback"),
+    # after torch.distributed started, a rank's traceback lines carry its rank
+    ("[rank0]: Traceback (most recent call last):\n[rank0]:   File \"x.py\", line 3\n[rank0]: ValueError: bad shape\n",
+     1, "rank 0: ValueError: bad shape"),
+    ("", -9, "rank 1 was stopped by SIGKILL (killed: out of memory?), no exception line in the log"),
+    ("", 3, "rank 1 exited with code 3, no exception line in the log"),
 ])
 def test_launch_failure_names_the_rank_cause_not_torchruns_wrapper(tmp_path, rank_output, code, expected):
     log = tmp_path / "train__x.launch.log"
@@ -220,6 +223,17 @@ def test_launch_failure_names_the_rank_cause_not_torchruns_wrapper(tmp_path, ran
     log.write_text(earlier + "=== 2026-12-02T13:48:55 accelerate launch ...\n" + rank_output
                    + _TORCHRUN_TAIL.format(code=code))
     assert launch._last_error(log) == expected
+
+
+def test_launch_passes_the_config_to_the_ranks_environment(tmp_path, monkeypatch):
+    """launch_training hands its accelerate config to _child_env (so CPU ranks get loopback gloo)."""
+    seen = []
+    monkeypatch.setattr(launch, "_child_env", lambda lock, cfg=None: seen.append(cfg) or {"PATH": "/nonexistent"})
+    plan = LaunchPlan("accelerate", 2, CPU_2PROC, 2, 2, 8, "test")
+    with pytest.raises((ReproError, OSError)):
+        launch.launch_training("x", dict(FAILED), "m", tmp_path / "r.jsonl", tmp_path / "out",
+                               plan=plan, log_dir=tmp_path / "logs")
+    assert seen == [repo_path(CPU_2PROC)]
 
 
 def test_cpu_ranks_use_loopback_gloo_gpu_ranks_keep_the_environment(monkeypatch):

@@ -308,8 +308,29 @@ def test_bench_runs_small_and_agrees():
     # Both baselines in one run: library-default thread pools and BLAS pinned to one thread.
     assert set(result["speedup_by_loop"]) == {"library_default", "pinned_1"}
     assert result["speedup"] == min(result["speedup_by_loop"].values())
-    for label, (low, high) in result["speedup_range_by_loop"].items():  # the median lies in its rounds' range
-        assert low <= result["speedup_by_loop"][label] <= high and result["config"]["repeats"] == 2
+    assert result["config"]["repeats"] == 2
+
+
+def test_bench_times_every_round_and_takes_medians(monkeypatch):
+    """Each of `repeats` rounds runs the batched call and every loop once; the loop total is the median of
+    the rounds' sums and the ratio's range spans the rounds."""
+    import repro.bench.extraction as bench
+
+    calls = []
+    real_loop = bench.sklearn_loop
+
+    def fake_loop(pos, neg, seed, blas_threads=None):
+        calls.append(blas_threads)
+        vecs, _ = real_loop(pos, neg, seed, blas_threads=blas_threads)
+        return vecs, {m: 1.0 + len(calls) for m in METHODS}  # round r's loop "takes" 6 x (1 + r) s
+
+    monkeypatch.setattr(bench, "sklearn_loop", fake_loop)
+    result = bench.run_extraction_bench(n=40, layers=2, dim=32, seed=0, loop_blas_threads=(1, 1), repeats=3)
+    assert calls == [1, 1, 1]  # a setting listed twice is timed once per round
+    loop = result["loops"]["pinned_1"]
+    assert loop["total_s"] == 6 * 3.0 and loop["speedup_min"] < loop["speedup"] < loop["speedup_max"]
+    with pytest.raises(InputError, match="repeats"):
+        bench.run_extraction_bench(n=40, layers=2, dim=32, repeats=0)
 
 
 def test_mean_diff_exact_despite_huge_offset():

@@ -31,6 +31,7 @@ from ..lock import PARENT_ENV, held_by_parent  # noqa: F401  (the lock contract 
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -162,46 +163,58 @@ def _cpu_ranks(accel_cfg: Path) -> bool:
     import yaml
 
     cfg = yaml.safe_load(accel_cfg.read_text(encoding="utf-8")) or {}
+    if not isinstance(cfg, dict):
+        raise InputError(f"{accel_cfg}: expected an accelerate YAML config (a mapping), got {type(cfg).__name__}")
     return bool(cfg.get("use_cpu")) and int(cfg.get("num_machines") or 1) == 1
+
+
+_RANK_PREFIX = re.compile(r"^\[(?:default)?rank(\d+)\]:\s?")  # torch.distributed prefixes a rank's traceback lines
 
 
 def _last_error(log_path: Path) -> str:
     """Why the last launch in the log failed: a rank's one-line ReproError ('error: ...'), else the last
-    exception line of a rank's traceback, else the exit code (and signal) torchrun reports as the root
-    cause. torchrun's own ChildFailedError says only that a rank failed, so it is passed over."""
+    exception line of a rank's traceback (named with its rank when torch prefixed it), else the exit code
+    (and signal) torchrun reports as the root cause. torchrun's own ChildFailedError says only that a rank
+    failed, so it is passed over."""
     try:
         lines = [ln.strip() for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
     except OSError:
         return ""
     starts = [i for i, ln in enumerate(lines) if ln.startswith("=== ") and not ln.startswith("=== exit code")]
     lines = lines[starts[-1]:] if starts else lines  # the log is appended to by every launch
-    for ln in reversed(lines):
+    parsed = []  # (rank or None, line without the rank prefix)
+    for ln in lines:
+        m = _RANK_PREFIX.match(ln)
+        parsed.append((m.group(1), ln[m.end():].strip()) if m else (None, ln))
+    for rank, ln in reversed(parsed):
         if ln.startswith("error: "):
             return ln[len("error: "):]
-    for ln in reversed(lines):
+    for rank, ln in reversed(parsed):
         head = ln.split(":", 1)[0]
         if head.endswith(("Error", "Exception")) and " " not in head and not head.endswith("ChildFailedError"):
-            return ln
+            return f"rank {rank}: {ln}" if rank is not None else ln
     return _root_cause(lines)
 
 
-def _root_cause(lines: list[str]) -> str:
-    """'rank R exited with code C' from torchrun's 'Root Cause' block; a negative code names the signal."""
-    import re
+def _exit_text(code: int) -> str:
+    """'exited with code 3', or for a negative code the signal that stopped the process."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        sig = signal.Signals(-code).name
+    except ValueError:
+        sig = f"signal {-code}"
+    return f"was stopped by {sig}" + (" (killed: out of memory?)" if sig == "SIGKILL" else "")
 
+
+def _root_cause(lines: list[str]) -> str:
+    """'rank R exited with code C' (or the signal) from torchrun's 'Root Cause' block."""
     block = lines[next((i for i, ln in enumerate(lines) if ln.startswith("Root Cause")), len(lines)):]
     rank = next((m.group(1) for ln in block if (m := re.match(r"rank\s*:\s*(\d+)", ln))), None)
     code = next((int(m.group(1)) for ln in block if (m := re.match(r"exitcode\s*:\s*(-?\d+)", ln))), None)
     if rank is None or code is None:
         return ""
-    if code < 0:
-        try:
-            sig = signal.Signals(-code).name
-        except ValueError:
-            sig = f"signal {-code}"
-        why = " (killed: out of memory?)" if sig == "SIGKILL" else ""
-        return f"rank {rank} was stopped by {sig}{why}, no traceback"
-    return f"rank {rank} exited with code {code}, no traceback"
+    return f"rank {rank} {_exit_text(code)}, no exception line in the log"
 
 
 def launch_training(run_name: str, recipe: dict, base_model_path: str, rows_path: Path, out_dir: Path, *,
@@ -250,7 +263,7 @@ def launch_training(run_name: str, recipe: dict, base_model_path: str, rows_path
         log.write(f"=== exit code {rc}\n")
     if rc != 0:
         detail = _last_error(log_path)
-        raise ReproError(f"train/{run_name}: accelerate launch with {plan.num_processes} processes exited with code {rc}"
+        raise ReproError(f"train/{run_name}: accelerate launch with {plan.num_processes} processes {_exit_text(rc)}"
                          + (f" ({detail})" if detail else "") + f"; log: {log_path}")
     summary = out_dir / "summary.json"
     if not summary.exists():
