@@ -133,9 +133,9 @@ def run_extraction_bench(n: int = 200, layers: int = 64, dim: int = 5120, seed: 
     The scikit-learn loop runs once per entry of `loop_blas_threads` (None = the libraries' default
     thread pools, as the original scripts ran; 1 = BLAS/OpenMP pinned to one thread, which on a
     busy 2-core box is much faster), so both ratios come from one run. Each of `repeats` rounds
-    times the batched call and then each loop (alternating, so a busy neighbour slows both sides
-    alike); times are medians over the rounds, each ratio the median of the per-round ratios with
-    its min-max. `speedup` is the most conservative of them (the fastest loop).
+    times the batched call and each loop once, in reverse order on odd rounds (a busy neighbour
+    slows both sides of a round alike); times are medians over the rounds, each ratio the median of
+    the per-round ratios with its min-max. `speedup` is the most conservative of them.
     """
     if repeats < 1:
         raise InputError(f"bench.extraction: repeats must be >= 1, got {repeats}")
