@@ -159,35 +159,34 @@ def _blas_pools() -> list[dict]:
              "threads": i.get("num_threads"), "architecture": i.get("architecture")} for i in threadpool_info()]
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # The CPU features that decide which kernels torch, MKL, OpenBLAS and oneDNN would pick unpinned: a run's
 # record names them, so two machines' runs that disagree can be told apart by what their CPUs offer.
 DISPATCH_FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
                   "amx_tile", "amx_bf16", "amx_int8")
 
 
-def _cpu_features() -> dict:
-    """{'vendor', 'flags'}; flags None when they cannot be read (no /proc/cpuinfo, or no x86 flags line)."""
-    vendor, flags = None, None
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's fields of /proc/cpuinfo ({} when it cannot be read)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "vendor_id" and vendor is None:
-                vendor = value.strip()
-            elif key.strip() == "flags" and flags is None:
-                flags = set(value.split())
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return {"vendor": vendor, "flags": None if flags is None else [f for f in DISPATCH_FLAGS if f in flags]}
+    return fields
+
+
+def _cpu_model(info: dict[str, str]) -> str:
+    return info.get("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_features(info: dict[str, str]) -> dict:
+    """{'vendor', 'flags'}; flags None when they cannot be read (no /proc/cpuinfo, or no x86 flags line)."""
+    flags = set(info["flags"].split()) if "flags" in info else None
+    return {"vendor": info.get("vendor_id"),
+            "flags": None if flags is None else [f for f in DISPATCH_FLAGS if f in flags]}
 
 
 def _cpu_text(rt: dict) -> str:
@@ -211,6 +210,7 @@ def effective_runtime(profile: dict) -> dict:
     capability = torch.backends.cpu.get_cpu_capability()
     branch = mkl_branch()
     pools = _blas_pools()
+    info = _cpuinfo()
     mismatch = []
     if settings["cpu_capability"] is not None and capability.lower() != settings["cpu_capability"]:
         mismatch.append(f"cpu_capability: torch dispatches {capability}, profile asks {settings['cpu_capability']}")
@@ -238,8 +238,8 @@ def effective_runtime(profile: dict) -> dict:
         "blas": pools,
         "torch": torch.__version__,
         "mkl": _mkl_version(),
-        "cpu": _cpu_model(),
-        "cpu_features": _cpu_features(),
+        "cpu": _cpu_model(info),
+        "cpu_features": _cpu_features(info),
         "machine": platform.machine(),
     }
 
